@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Prepares this machine for the hailo-pipeline lab and tests, from nothing, idempotently:
+# Python venv, Docker engine + buildx + compose v2, QEMU binfmt for arm64, debootstrap, a local
+# registry on 127.0.0.1:5000, Debian base images (amd64 + arm64) and systemd host images for
+# Molecule. Every step checks first and says "cached" when there is nothing to do.
+#
+# Works on Debian 12 (Docker from trixie, pinned low), Debian 13 and Ubuntu 22.04/24.04 (distro
+# packages). Uses a Docker engine or registry that is already running.
+#
+# Environment:
+#   HAILO_LAB_STATE   state/log folder (default /var/lib/hailo-lab)
+#   HAILO_LAB_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
+#   HAILO_LAB_SKIP    space-separated step names to skip (e.g. "images_arm64")
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE="${HAILO_LAB_STATE:-/var/lib/hailo-lab}"
+MIRROR="${HAILO_LAB_MIRROR:-http://deb.debian.org/debian}"
+REGISTRY="127.0.0.1:5000"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# shellcheck source=scripts/lab/lib.sh
+. "$ROOT/scripts/lab/lib.sh"
+
+. /etc/os-release
+OS_ID="${ID}"
+OS_CODENAME="${VERSION_CODENAME:-}"
+
+apt_missing() {
+  # Prints the packages among "$@" that are not installed.
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"
+  done
+}
+
+step_host_packages() {
+  local missing
+  missing="$(apt_missing debootstrap python3-venv ca-certificates curl git make xz-utils)"
+  if [ -z "$missing" ]; then cached; return; fi
+  $SUDO apt-get update -q
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+}
+
+docker_ready_tools() {
+  command -v dockerd >/dev/null && docker buildx version >/dev/null 2>&1 \
+    && docker compose version >/dev/null 2>&1 && command -v qemu-aarch64-static >/dev/null \
+    && { command -v docker-registry >/dev/null || curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; }
+}
+
+step_docker_packages() {
+  if docker_ready_tools; then cached; return; fi
+  local pkgs target=""
+  case "$OS_ID:$OS_CODENAME" in
+    debian:bookworm)
+      # bookworm's docker.io is 20.10 without buildx or compose v2: take Docker from trixie,
+      # pinned at priority 100 so nothing else on the machine moves to trixie.
+      $SUDO tee /etc/apt/sources.list.d/hailo-lab-trixie.sources >/dev/null <<SRC
+Types: deb
+URIs: ${MIRROR}
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+      $SUDO tee /etc/apt/preferences.d/hailo-lab-trixie >/dev/null <<PIN
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+      $SUDO apt-get update -q
+      target="-t trixie"
+      pkgs="docker.io docker-cli docker-buildx docker-compose qemu-user-static"
+      ;;
+    debian:*) pkgs="docker.io docker-cli docker-buildx docker-compose qemu-user-static" ;;
+    ubuntu:*) pkgs="docker.io docker-buildx docker-compose-v2 qemu-user-static" ;;
+    *) die "unsupported OS $OS_ID $OS_CODENAME (Debian 12/13 or Ubuntu 22.04/24.04 expected)" ;;
+  esac
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $target $pkgs
+  if ! curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends docker-registry
+    # The package starts its own service with htpasswd auth where systemd runs: the lab serves
+    # its own configuration instead.
+    if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now docker-registry || true; fi
+  fi
+}
+
+step_binfmt() {
+  local entry=/proc/sys/fs/binfmt_misc/qemu-aarch64 conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+  local qemu stamp="$STATE/binfmt.stamp" current
+  if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  [ -f "$conf" ] || die "$conf missing: qemu-user-static did not install its binfmt entry"
+  qemu="$(awk -F: '{print $7}' "$conf")"
+  current="$(stat -Lc '%i %Y' "$qemu")"
+  # The F flag keeps the interpreter file that was open at registration: re-register after QEMU
+  # was installed or upgraded, or when another container cleared the registration.
+  if [ -e "$entry" ] && grep -q '^enabled' "$entry" && [ -f "$stamp" ] \
+     && [ "$(cat "$stamp")" = "$current" ]; then
+    cached; return
+  fi
+  if [ -e "$entry" ]; then echo -1 | $SUDO tee "$entry" >/dev/null; fi
+  $SUDO tee /proc/sys/fs/binfmt_misc/register <"$conf" >/dev/null
+  echo "$current" | $SUDO tee "$stamp" >/dev/null
+}
+
+step_dockerd() {
+  if docker info >/dev/null 2>&1; then cached; return; fi
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl enable --now docker
+  else
+    # No init system runs services here: start dockerd in the background, detached.
+    $SUDO mkdir -p "$STATE"
+    $SUDO setsid nohup dockerd >"$STATE/dockerd.log" 2>&1 </dev/null &
+  fi
+  wait_for "Docker engine" 90 docker info
+}
+
+step_registry() {
+  if curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then cached; return; fi
+  $SUDO mkdir -p "$STATE/registry/data"
+  $SUDO cp "$ROOT/images/lab/registry.yml" "$STATE/registry/config.yml"
+  $SUDO sed -i "s#@DATA@#$STATE/registry/data#" "$STATE/registry/config.yml"
+  $SUDO setsid nohup docker-registry serve "$STATE/registry/config.yml" \
+    >"$STATE/registry.log" 2>&1 </dev/null &
+  wait_for "registry on $REGISTRY" 30 curl -fsS "http://$REGISTRY/v2/"
+}
+
+step_venv() {
+  local stamp want
+  want="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements/constraints.txt" | sha256sum | cut -c1-16)"
+  want="$want-$(python3 -c 'import sys; print(sys.version.split()[0])')"
+  stamp="$ROOT/.venv/.hailo-stamp"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then cached; return; fi
+  python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/pip" install -q --upgrade pip
+  "$ROOT/.venv/bin/pip" install -q -c "$ROOT/requirements/constraints.txt" -e "$ROOT[dev]"
+  echo "$want" >"$stamp"
+}
+
+step_collection_link() {
+  # Makes this checkout resolvable as the collection synchrony.hailo_pipeline (see ansible.cfg).
+  local dir="$ROOT/.ansible/collections/ansible_collections/synchrony"
+  if [ -L "$dir/hailo_pipeline" ]; then cached; return; fi
+  mkdir -p "$dir"
+  ln -sfn ../../../.. "$dir/hailo_pipeline"
+}
+
+# debootstrap a minimal Debian, strip docs/man/locales, import it with its platform label.
+build_base_image() {
+  local suite="$1" arch="$2" tag="$3" dir
+  if docker image inspect "$tag" >/dev/null 2>&1; then cached; return; fi
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/hailo-lab-rootfs.XXXXXX")"
+  # shellcheck disable=SC2064 # expand now: the step runs in its own subshell
+  trap "$SUDO rm -rf '$dir'" EXIT
+  $SUDO debootstrap --variant=minbase --arch="$arch" "$suite" "$dir" "$MIRROR" \
+    >"$STATE/debootstrap-$suite-$arch.log" 2>&1 \
+    || die "debootstrap $suite/$arch failed: see $STATE/debootstrap-$suite-$arch.log"
+  $SUDO cp "$ROOT/images/lab/dpkg-slim.cfg" "$dir/etc/dpkg/dpkg.cfg.d/90-slim"
+  $SUDO cp "$ROOT/images/lab/apt-slim.cfg" "$dir/etc/apt/apt.conf.d/90-slim"
+  $SUDO rm -rf "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
+    "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb \
+    "$dir"/var/log/*.log
+  find "$dir/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec $SUDO rm -rf {} +
+  $SUDO tar -C "$dir" -c . | docker import --platform "linux/$arch" \
+    --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' - "$tag" >/dev/null
+}
+
+check_arm64() {
+  local got
+  got="$(docker run --rm --platform linux/arm64 hailo-lab/debian:bookworm-arm64 uname -m 2>&1)" || true
+  [ "$got" = "aarch64" ] || die "arm64 emulation does not work (uname -m said: $got). Re-run: make setup"
+}
+
+step_image_bookworm_amd64() { build_base_image bookworm amd64 hailo-lab/debian:bookworm-amd64; }
+step_image_trixie_amd64() { build_base_image trixie amd64 hailo-lab/debian:trixie-amd64; }
+step_image_bookworm_arm64() { build_base_image bookworm arm64 hailo-lab/debian:bookworm-arm64; check_arm64; }
+
+step_base_in_registry() {
+  # debian:bookworm-slim for both platforms, as a manifest list in the lab registry, so that
+  # "FROM debian:bookworm-slim" builds resolve for linux/amd64 and linux/arm64 without Docker Hub.
+  local list="$REGISTRY/library/debian:bookworm-slim" a
+  local want
+  want="$(docker image inspect -f '{{.Id}}' hailo-lab/debian:bookworm-amd64 hailo-lab/debian:bookworm-arm64 | sha256sum | cut -c1-16)"
+  if [ -f "$STATE/base-registry.stamp" ] && [ "$(cat "$STATE/base-registry.stamp")" = "$want" ] \
+     && docker buildx imagetools inspect "$list" >/dev/null 2>&1; then cached; return; fi
+  for a in amd64 arm64; do
+    docker tag "hailo-lab/debian:bookworm-$a" "$REGISTRY/library/debian:bookworm-slim-$a"
+    docker push -q "$REGISTRY/library/debian:bookworm-slim-$a" >/dev/null
+  done
+  docker buildx imagetools create -t "$list" \
+    "$REGISTRY/library/debian:bookworm-slim-amd64" "$REGISTRY/library/debian:bookworm-slim-arm64" >/dev/null
+  docker tag hailo-lab/debian:bookworm-amd64 debian:bookworm-slim
+  echo "$want" | $SUDO tee "$STATE/base-registry.stamp" >/dev/null
+}
+
+build_systemd_image() {
+  local suite="$1" tag="hailo-lab/systemd:$1" ctx="$ROOT/images/lab/systemd" want have
+  want="$( (cat "$ctx/Dockerfile"; docker image inspect -f '{{.Id}}' "hailo-lab/debian:$suite-amd64") | sha256sum | cut -c1-16)"
+  have="$(docker image inspect -f '{{index .Config.Labels "org.hailo-lab.input"}}' "$tag" 2>/dev/null || true)"
+  if [ "$have" = "$want" ]; then cached; return; fi
+  docker build -q --build-arg "BASE=hailo-lab/debian:$suite-amd64" \
+    --label "org.hailo-lab.input=$want" -t "$tag" "$ctx" >/dev/null
+}
+
+step_systemd_bookworm() { build_systemd_image bookworm; }
+step_systemd_trixie() { build_systemd_image trixie; }
+
+main() {
+  $SUDO mkdir -p "$STATE"
+  run_step host_packages "host packages (debootstrap, venv, curl)"
+  run_step docker_packages "Docker engine, buildx, compose v2, QEMU, registry"
+  run_step binfmt "arm64 binfmt registration"
+  run_step dockerd "Docker daemon running"
+  run_step registry "lab registry on $REGISTRY"
+  run_step venv "Python venv (.venv) from requirements/constraints.txt"
+  run_step collection_link "collection synchrony.hailo_pipeline on the collections path"
+  run_step image_bookworm_amd64 "base image hailo-lab/debian:bookworm-amd64"
+  run_step image_trixie_amd64 "base image hailo-lab/debian:trixie-amd64"
+  run_step image_bookworm_arm64 "base image hailo-lab/debian:bookworm-arm64 (QEMU)"
+  run_step base_in_registry "debian:bookworm-slim (amd64+arm64) in the lab registry"
+  run_step systemd_bookworm "Molecule host image hailo-lab/systemd:bookworm"
+  run_step systemd_trixie "Molecule host image hailo-lab/systemd:trixie"
+  summary
+}
+
+main "$@"

@@ -1,0 +1,261 @@
+"""The HTTP app. Request path, top to bottom: check media type and size, parse, infer, respond.
+
+Hot endpoints are plain Starlette routes on the FastAPI app (no per-request dependency
+injection); the OpenAPI document is the hand-written contract in ``openapi.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__, contract
+from .errors import BodyTooLarge, NotReady, SidecarError, UnsupportedMediaType
+from .logs import log
+from .metrics import Metrics
+from .openapi import MODEL_NAME, build_openapi
+from .service import ModelService
+from .settings import Settings
+
+_JSON = "application/json"
+_BINARY = "application/octet-stream"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ENDPOINTS = {
+    "/infer", "/infer/batch", "/healthz", "/readyz", "/livez", "/metrics", "/openapi.json",
+    "/v2/health/live", "/v2/health/ready", "/docs",
+}  # fmt: skip
+
+
+def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc, option=_NUMPY), status, headers, media_type=_JSON)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+def _endpoint_label(path: str) -> str:
+    if path in _ENDPOINTS:
+        return path
+    if path.startswith("/v2/models/"):
+        return "/v2/models/{name}"
+    return "unmatched"
+
+
+class Observability:
+    """Pure ASGI middleware: request id, in-flight gauge, latency, status counts, access log."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        rid = ""
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                candidate = v.decode("latin-1")
+                rid = candidate if _REQUEST_ID.match(candidate) else ""
+                break
+        rid = rid or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            dt = time.perf_counter() - t0
+            endpoint = _endpoint_label(scope["path"])
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(dt)
+            log(20, "request", method=scope["method"], path=scope["path"], status=status,
+                latency_ms=round(dt * 1000, 3), request_id=rid)  # fmt: skip
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Reads at most ``limit`` bytes; a larger body is refused without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    raw = request.headers.get("content-type")
+    if raw is None:
+        return _JSON  # clients that send no type get the JSON contract
+    media = raw.split(";", 1)[0].strip().lower()
+    if media in (_JSON, _BINARY):
+        return media
+    raise UnsupportedMediaType(
+        f"Content-Type {raw!r} is not supported: send {_JSON} or {_BINARY} (float32 LE)"
+    )
+
+
+def create_app(settings: Settings, service: ModelService | None = None) -> FastAPI:
+    metrics = service.metrics if service else Metrics()
+    svc = service or ModelService(settings, metrics)
+    max_batch = settings.max_batch
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log(20, "starting", version=__version__, config=settings.public())
+        await svc.start()
+        ticker = asyncio.create_task(_recover_loop())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            await svc.close()
+            log(20, "stopped")
+
+    async def _recover_loop() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await svc.maybe_recover()
+
+    app = FastAPI(
+        title="hailo-sidecar", version=__version__, lifespan=lifespan, openapi_url=None,
+        redoc_url=None, docs_url=None,
+    )  # fmt: skip
+    app.state.service = svc
+    app.state.metrics = metrics
+
+    def headers_for(info: Any) -> dict[str, str]:
+        return {"x-infer-mode": info.mode, "x-model-sha256": info.sha256}
+
+    async def infer(request: Request) -> Response:
+        media = _media_type(request)
+        body = await _read_body(request, contract.body_limit(1))
+        if media == _BINARY:
+            x = contract.parse_binary(body, single=True, max_batch=max_batch)
+        else:
+            x = contract.parse_json_window(body)
+        latent, motifs, info = await svc.infer(x)
+        return json_response(
+            {"latent": latent[0], "motif_scores": motifs[0]}, headers=headers_for(info)
+        )
+
+    async def infer_batch(request: Request) -> Response:
+        media = _media_type(request)
+        body = await _read_body(request, contract.body_limit(max_batch))
+        if media == _BINARY:
+            x = contract.parse_binary(body, single=False, max_batch=max_batch)
+        else:
+            x = contract.parse_json_batch(body, max_batch)
+        latent, motifs, info = await svc.infer(x)
+        results = [{"latent": lat, "motif_scores": mot} for lat, mot in zip(latent, motifs, strict=True)]
+        return json_response({"results": results}, headers=headers_for(info))
+
+    async def healthz(_: Request) -> Response:
+        await svc.maybe_recover()
+        return json_response(svc.health())
+
+    async def readyz(_: Request) -> Response:
+        await svc.maybe_recover()
+        if svc.ready:
+            return json_response({"ready": True, "status": svc.status})
+        return json_response(
+            {"ready": False, "status": svc.status, "reason": svc.reason}, 503,
+            {"retry-after": "5"},
+        )  # fmt: skip
+
+    async def livez(_: Request) -> Response:
+        return json_response({"live": True})
+
+    async def oip_ready(_: Request) -> Response:
+        return json_response({"ready": svc.ready}, 200 if svc.ready else 503)
+
+    async def oip_model(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name != MODEL_NAME:
+            return error_response(404, f"unknown model {name!r}; this server serves {MODEL_NAME!r}")
+        active = svc.active
+        return json_response({
+            "name": MODEL_NAME,
+            "versions": [settings.config_version],
+            "platform": active.info.mode if active else settings.mode,
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [contract.WINDOW_LEN, contract.CHANNELS]}],
+            "outputs": [
+                {"name": "latent", "datatype": "FP32", "shape": [contract.LATENT_DIM]},
+                {"name": "motif_scores", "datatype": "FP32", "shape": [settings.num_motifs]},
+            ],
+        })  # fmt: skip
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    openapi_doc = build_openapi(settings)
+
+    async def openapi(_: Request) -> Response:
+        return json_response(openapi_doc)
+
+    for path, endpoint, methods in (
+        ("/infer", infer, ["POST"]),
+        ("/infer/batch", infer_batch, ["POST"]),
+        ("/healthz", healthz, ["GET"]),
+        ("/readyz", readyz, ["GET"]),
+        ("/livez", livez, ["GET"]),
+        ("/v2/health/live", livez, ["GET"]),
+        ("/v2/health/ready", oip_ready, ["GET"]),
+        ("/v2/models/{name}", oip_model, ["GET"]),
+        ("/metrics", metrics_endpoint, ["GET"]),
+        ("/openapi.json", openapi, ["GET"]),
+    ):
+        app.add_route(path, endpoint, methods=methods, include_in_schema=False)
+
+    @app.exception_handler(SidecarError)
+    async def sidecar_error(_: Request, exc: SidecarError) -> Response:
+        headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, NotReady) else None
+        return error_response(exc.status, exc.message, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            msg = f"no such path {request.url.path}"
+        elif exc.status_code == 405:
+            msg = f"method {request.method} not allowed on {request.url.path}"
+        else:
+            msg = str(exc.detail)
+        return error_response(exc.status_code, msg, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log(40, "unhandled error", path=request.url.path, error=repr(exc))
+        return error_response(500, "internal error (see the sidecar log)")
+
+    app.add_middleware(Observability, metrics=metrics)
+    return app

@@ -1,0 +1,22 @@
+"""One backend per mode behind one interface; ``create_backend`` picks it from the settings."""
+
+from __future__ import annotations
+
+from ..settings import Mode, Settings
+from .base import Backend, ModelInfo
+
+__all__ = ["Backend", "ModelInfo", "create_backend"]
+
+
+def create_backend(mode: Mode, settings: Settings) -> Backend:
+    if mode == "stub":
+        from .stub import StubBackend
+
+        return StubBackend(settings.num_motifs)
+    if mode == "onnx":
+        from .onnx import OnnxBackend
+
+        return OnnxBackend(settings.onnx_path, settings.num_motifs)
+    from .hailo import HailoBackend
+
+    return HailoBackend(settings.hef_path, settings.num_motifs)

@@ -1,0 +1,45 @@
+"""The backend interface every mode implements: load, infer, close, describe."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded backend reports about its model and device."""
+
+    mode: str
+    model_path: str | None
+    sha256: str
+    device: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    mode: str
+    #: True when infer() blocks on I/O or a device: the app then runs it off the event loop.
+    blocking: bool
+
+    def load(self) -> ModelInfo:
+        """Opens the model (and device); raises ModelLoadError with an actionable message."""
+
+    def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x: float32 (N, 100, 9) -> (latent float32 (N, 64), motif_scores float32 (N, M)).
+
+        Raises DeviceError when the device fails; the caller then closes and reopens."""
+
+    def close(self) -> None: ...
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

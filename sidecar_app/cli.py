@@ -1,0 +1,128 @@
+"""The hailo-sidecar command: serve, smoke, bench, reference-model, calib-set, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _serve(_: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .logs import configure
+    from .settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"hailo-sidecar: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    # One process, one worker: a Hailo VDevice belongs to the process that opened it.
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, workers=1, access_log=False,
+        log_config=None, timeout_graceful_shutdown=30, server_header=False,
+    )  # fmt: skip
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from .smoke import run_smoke
+
+    failures = run_smoke(
+        args.url, args.expect_sha256, args.expect_config_version, args.num_motifs, args.wait
+    )
+    return 1 if failures else 0
+
+
+def _reference_model(args: argparse.Namespace) -> int:
+    from .backends.base import file_sha256
+    from .refmodel import reference_model
+
+    path = reference_model(Path(args.out), args.num_motifs, args.seed, args.perturb)
+    print(f"{path}  sha256 {file_sha256(path)}")
+    return 0
+
+
+def _calib_set(args: argparse.Namespace) -> int:
+    from .refmodel import calibration_set
+
+    path = calibration_set(Path(args.out), args.n, args.seed)
+    print(f"{path}  {args.n} windows, shape ({args.n}, 1, 100, 9) float32 (NHWC)")
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from .openapi import build_openapi
+    from .settings import load_settings
+
+    text = json.dumps(build_openapi(load_settings()), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hailo-sidecar", description=__doc__)
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the HTTP server (settings from the environment)")
+    s.set_defaults(func=_serve)
+
+    s = sub.add_parser("smoke", help="contract smoke against a running sidecar")
+    s.add_argument("--url", default="http://127.0.0.1:9000")
+    s.add_argument("--expect-sha256")
+    s.add_argument("--expect-config-version")
+    s.add_argument("--num-motifs", type=int)
+    s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for /readyz first")
+    s.set_defaults(func=_smoke)
+
+    s = sub.add_parser("reference-model", help="write the deterministic reference encoder ONNX")
+    s.add_argument("out")
+    s.add_argument("--num-motifs", type=int, default=12)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--perturb", type=float, default=0.0, help="weight noise scale (parity tests)")
+    s.set_defaults(func=_reference_model)
+
+    s = sub.add_parser("calib-set", help="write a calibration set (N, 1, 100, 9) float32 .npy")
+    s.add_argument("out")
+    s.add_argument("--n", type=int, default=1024)
+    s.add_argument("--seed", type=int, default=11)
+    s.set_defaults(func=_calib_set)
+
+    s = sub.add_parser("openapi", help="print (or write) the OpenAPI document")
+    s.add_argument("--out")
+    s.set_defaults(func=_openapi)
+
+    s = sub.add_parser("bench", help="benchmark against a baseline on 127.0.0.1")
+    s.add_argument("--duration", type=float, default=2.0, help="seconds per run")
+    s.add_argument("--max-requests", type=int, default=20000, help="request cap per run")
+    s.add_argument("--concurrency", default="1,4,16")
+    s.add_argument("--json-out", default="bench-results.json")
+    s.add_argument("--quick", action="store_true", help="concurrency 4 only, 1 s runs")
+    s.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

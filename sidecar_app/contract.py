@@ -1,0 +1,166 @@
+"""The /infer contract: shapes, limits and the parsers that turn a request body into a tensor.
+
+Parsing is vectorised: the JSON document is decoded by orjson and converted by numpy in one call;
+per-element Python checks run only after the fast path has found a problem, to name it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .errors import InvalidInput, MalformedBody
+
+WINDOW_LEN = 100  # time steps per window (rows)
+CHANNELS = 9  # IMU channels per time step (columns)
+LATENT_DIM = 64
+WINDOW_VALUES = WINDOW_LEN * CHANNELS
+WINDOW_BYTES = WINDOW_VALUES * 4  # float32
+JSON_BYTES_PER_WINDOW = 64 * 1024  # body limit per window for JSON bodies
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+_BOOL_TOKENS = (b"true", b"false")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _explain(x: Any, where: str) -> str:
+    """Walks one window and names its first violation of the contract (error path only)."""
+    if not isinstance(x, list):
+        return f"{where} must be a list of {WINDOW_LEN} rows of {CHANNELS} numbers, got {_kind(x)}"
+    if len(x) != WINDOW_LEN:
+        return f"{where} has {len(x)} rows, expected {WINDOW_LEN}"
+    for i, row in enumerate(x):
+        if not isinstance(row, list):
+            return f"{where}[{i}] must be a list of {CHANNELS} numbers, got {_kind(row)}"
+        if len(row) != CHANNELS:
+            return f"{where}[{i}] has {len(row)} values, expected {CHANNELS}"
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                return f"{where}[{i}][{j}] is {_kind(v)}, expected a number"
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{where}[{i}][{j}] is not a finite number"
+            if abs(v) > FLOAT32_MAX:
+                return f"{where}[{i}][{j}] is out of float32 range (|value| > 3.4e38)"
+    return f"{where} is not a {WINDOW_LEN}x{CHANNELS} array of finite numbers"
+
+
+def _first_non_finite(arr: np.ndarray, where: str) -> str:
+    """Names the first NaN/Infinity (or float32 overflow) in arr of shape (N, 100, 9)."""
+    n, i, j = (int(k) for k in np.argwhere(~np.isfinite(arr))[0])
+    value = arr[n, i, j]
+    what = "NaN" if np.isnan(value) else "Infinity (or out of float32 range)"
+    prefix = f"{where}[{n}]" if arr.shape[0] > 1 or where == "windows" else where
+    return f"{prefix}[{i}][{j}] is {what}"
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        hint = ""
+        if b"NaN" in body or b"Infinity" in body:
+            hint = " (NaN and Infinity are not JSON numbers)"
+        raise MalformedBody(f"malformed JSON: {exc}{hint}") from None
+
+
+def _windows_to_array(windows: list[Any], body: bytes, where: str) -> np.ndarray:
+    """Converts a list of candidate windows to float32 (N, 100, 9) or raises InvalidInput."""
+    try:
+        arr = np.array(windows)
+    except (ValueError, OverflowError, TypeError):
+        arr = None
+    ok = (
+        arr is not None
+        and arr.dtype.kind in "fi"
+        and arr.shape == (len(windows), WINDOW_LEN, CHANNELS)
+    )
+    if ok and any(t in body for t in _BOOL_TOKENS):
+        # numpy turns a boolean among numbers into 1.0/0.0: rule it out exactly. The body is only
+        # searched again when the literal occurs somewhere in it (metadata may hold booleans).
+        ok = not any(t in orjson.dumps(windows) for t in _BOOL_TOKENS)
+    if not ok:
+        for n, w in enumerate(windows):
+            label = f"{where}[{n}]" if where == "windows" else where
+            msg = _explain(w, label)
+            if not msg.endswith("finite numbers"):
+                raise InvalidInput(msg)
+        raise InvalidInput(f"{where} is not made of {WINDOW_LEN}x{CHANNELS} numeric windows")
+    assert arr is not None
+    if arr.dtype.kind == "f":
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise InvalidInput(_first_non_finite(out, where))
+        return out
+    if np.abs(arr).max(initial=0) > FLOAT32_MAX:  # pragma: no cover - int64 cannot exceed it
+        raise InvalidInput(f"{where} has an integer out of float32 range")
+    return arr.astype(np.float32)
+
+
+def parse_json_window(body: bytes) -> np.ndarray:
+    """``{"x": [[9 numbers] x 100]}`` -> float32 array (1, 100, 9). Extra keys are ignored."""
+    doc = decode_json(body)
+    if not isinstance(doc, dict):
+        raise InvalidInput(f'body must be a JSON object with key "x", got {_kind(doc)}')
+    if "x" not in doc:
+        raise InvalidInput('body has no key "x" (expected {"x": [[9 numbers] x 100 rows]})')
+    return _windows_to_array([doc["x"]], body, "x")
+
+
+def parse_json_batch(body: bytes, max_batch: int) -> np.ndarray:
+    """``{"windows": [window, ...]}`` -> float32 array (N, 100, 9), 1 <= N <= max_batch."""
+    doc = decode_json(body)
+    if not isinstance(doc, dict):
+        raise InvalidInput(f'body must be a JSON object with key "windows", got {_kind(doc)}')
+    if "windows" not in doc:
+        raise InvalidInput('body has no key "windows" (expected {"windows": [window, ...]})')
+    windows = doc["windows"]
+    if not isinstance(windows, list):
+        raise InvalidInput(f"windows must be a list of windows, got {_kind(windows)}")
+    check_batch_size(len(windows), max_batch)
+    return _windows_to_array(windows, body, "windows")
+
+
+def check_batch_size(n: int, max_batch: int) -> None:
+    if n < 1:
+        raise InvalidInput("windows is empty: send 1 or more windows")
+    if n > max_batch:
+        raise InvalidInput(f"windows has {n} windows, at most {max_batch} (MAX_BATCH) allowed")
+
+
+def parse_binary(body: bytes, *, single: bool, max_batch: int) -> np.ndarray:
+    """Raw little-endian float32, row-major, 3,600 bytes per window -> (N, 100, 9)."""
+    if len(body) == 0 or len(body) % WINDOW_BYTES:
+        raise InvalidInput(
+            f"binary body has {len(body)} bytes, expected a multiple of {WINDOW_BYTES} "
+            f"({WINDOW_LEN}x{CHANNELS} little-endian float32 per window)"
+        )
+    n = len(body) // WINDOW_BYTES
+    if single and n != 1:
+        raise InvalidInput(f"binary body holds {n} windows; /infer takes exactly 1 ({WINDOW_BYTES} bytes)")
+    if not single:
+        check_batch_size(n, max_batch)
+    arr = np.frombuffer(body, dtype="<f4").reshape(n, WINDOW_LEN, CHANNELS)
+    if not np.isfinite(arr).all():
+        raise InvalidInput(_first_non_finite(arr, "x" if single else "windows"))
+    return arr.astype(np.float32, copy=False)
+
+
+def body_limit(max_windows: int) -> int:
+    """Largest accepted body for a request of up to max_windows windows."""
+    return JSON_BYTES_PER_WINDOW * max_windows

@@ -1,0 +1,49 @@
+"""Prometheus metrics for one server process (a registry per app, so tests stay independent)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Dense from 0.5 ms to 50 ms (the p95 target), with one bucket exactly at 0.05.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02,
+    0.025, 0.03, 0.035, 0.04, 0.045, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "hailo_sidecar_requests", "HTTP requests by endpoint and status code",
+            ["endpoint", "method", "code"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "hailo_sidecar_request_duration_seconds", "HTTP request latency",
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.inference = Histogram(
+            "hailo_sidecar_inference_duration_seconds", "Backend inference time per call",
+            ["mode"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "hailo_sidecar_batch_size", "Windows per inference call",
+            buckets=BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "hailo_sidecar_in_flight_requests", "HTTP requests being served", registry=r
+        )
+        self.ready = Gauge("hailo_sidecar_ready", "1 when a model is loaded and serving", registry=r)
+        self.backend_errors = Counter(
+            "hailo_sidecar_backend_errors", "Backend failures by kind", ["kind"], registry=r
+        )
+        self.model_info = Gauge(
+            "hailo_sidecar_model_info", "The model being served (value 1)",
+            ["hef_sha256", "config_version", "mode", "num_motifs"], registry=r,
+        )  # fmt: skip
+
+    def set_model(self, sha256: str, config_version: str, mode: str, num_motifs: int) -> None:
+        self.model_info.clear()
+        self.model_info.labels(sha256, config_version, mode, str(num_motifs)).set(1)

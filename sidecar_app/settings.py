@@ -1,0 +1,94 @@
+"""All configuration, from environment variables, in one pydantic-settings class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["stub", "onnx", "hailo"]
+FallbackMode = Literal["none", "onnx", "stub"]
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Environment names are the field names in upper case (INFER_MODE, HEF_PATH, ...)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    infer_mode: Mode | None = Field(
+        None, description="stub | onnx | hailo; unset: decided by USE_REAL_MODEL"
+    )
+    use_real_model: bool | None = Field(
+        None, description="the handoff's flag: true means hailo, false means stub"
+    )
+    hef_path: Path = Field(Path("/models/model.hef"), description="HEF file for hailo mode")
+    onnx_path: Path = Field(Path("/models/model.onnx"), description="ONNX file for onnx mode")
+    model_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="expected sha256 of the model file; a mismatch keeps the sidecar unready",
+    )
+    num_motifs: int = Field(12, ge=1, le=1024, description="length of motif_scores")
+    config_version: str = Field(
+        "unversioned", min_length=1, max_length=128, description="reported in health and metrics"
+    )
+    fallback_mode: FallbackMode = Field(
+        "none", description="served (degraded) when the hailo device cannot be opened"
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="listen address")
+    port: int = Field(9000, ge=1, le=65535, description="listen port")
+    max_batch: int = Field(64, ge=1, le=4096, description="largest /infer/batch request")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    device_retry_max_s: float = Field(
+        30.0, gt=0, le=3600, description="upper bound of the device reopen backoff"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.infer_mode is not None and self.use_real_model is not None:
+            real = self.infer_mode != "stub"
+            if real != self.use_real_model:
+                raise ValueError(
+                    f"INFER_MODE={self.infer_mode} conflicts with "
+                    f"USE_REAL_MODEL={str(self.use_real_model).lower()}: set only one of them"
+                )
+        if self.fallback_mode != "none" and self.fallback_mode == self.mode:
+            raise ValueError(f"FALLBACK_MODE={self.fallback_mode} equals the mode itself")
+        return self
+
+    @property
+    def mode(self) -> Mode:
+        if self.infer_mode is not None:
+            return self.infer_mode
+        return "hailo" if self.use_real_model else "stub"
+
+    @property
+    def model_path(self) -> Path | None:
+        return {"stub": None, "onnx": self.onnx_path, "hailo": self.hef_path}[self.mode]
+
+    def public(self) -> dict[str, object]:
+        """The effective configuration for the start-up log (nothing secret lives here)."""
+        data = self.model_dump(mode="json")
+        data["mode"] = self.mode
+        return data
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Reads the environment; raises ConfigError naming the variable(s) at fault."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            name = str(loc[0]).upper() if loc else "configuration"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {msg}" if loc else msg)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

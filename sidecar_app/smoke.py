@@ -1,0 +1,136 @@
+"""Contract smoke against a running sidecar (stdlib only: it runs inside the runtime image).
+
+Checks /healthz, /readyz, /infer twice with a known window, a malformed request, and /metrics;
+prints a pass/fail table; returns the number of failures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from .contract import CHANNELS, LATENT_DIM, WINDOW_LEN
+
+KNOWN_WINDOW = [[round(math.sin(0.1 * i + j), 6) for j in range(CHANNELS)] for i in range(WINDOW_LEN)]
+
+
+def _call(url: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - operator URL
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def run_smoke(
+    url: str,
+    expect_sha256: str | None = None,
+    expect_config_version: str | None = None,
+    num_motifs: int | None = None,
+    wait_s: float = 0.0,
+    out: Callable[[str], None] = print,
+) -> int:
+    base = url.rstrip("/")
+    results: list[tuple[str, bool, str]] = []
+
+    def check(name: str, fn: Callable[[], str]) -> None:
+        try:
+            detail = fn()
+            results.append((name, True, detail))
+        except Exception as exc:
+            results.append((name, False, str(exc) or type(exc).__name__))
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            status, _, _ = _call(base + "/readyz", timeout=3)
+        except OSError:
+            status = 0
+        if status == 200 or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+
+    health: dict[str, Any] = {}
+
+    def c_health() -> str:
+        status, _, body = _call(base + "/healthz")
+        assert status == 200, f"HTTP {status}"
+        health.update(json.loads(body))
+        assert health["status"] in ("ok", "degraded"), f"status {health['status']}: {health.get('reason')}"
+        if expect_sha256:
+            assert health["hef_sha256"] == expect_sha256.lower(), (
+                f"hef_sha256 {health['hef_sha256']} != expected {expect_sha256}"
+            )
+        if expect_config_version:
+            assert health["config_version"] == expect_config_version, (
+                f"config_version {health['config_version']!r} != {expect_config_version!r}"
+            )
+        return f"{health['status']}, mode {health.get('serving_mode')}, sha256 {str(health['hef_sha256'])[:12]}"
+
+    def c_ready() -> str:
+        status, _, body = _call(base + "/readyz")
+        assert status == 200, f"HTTP {status}: {body[:200]!r}"
+        return "ready"
+
+    outputs: list[Any] = []
+
+    def c_infer() -> str:
+        body = json.dumps({"x": KNOWN_WINDOW}).encode()
+        for _ in range(2):
+            status, headers, raw = _call(base + "/infer", body)
+            assert status == 200, f"HTTP {status}: {raw[:200]!r}"
+            outputs.append(json.loads(raw))
+        doc = outputs[0]
+        assert set(doc) >= {"latent", "motif_scores"}, f"keys {sorted(doc)}"
+        want_m = num_motifs or health.get("num_motifs") or 12
+        assert len(doc["latent"]) == LATENT_DIM, f"latent has {len(doc['latent'])} values"
+        assert len(doc["motif_scores"]) == want_m, f"motif_scores has {len(doc['motif_scores'])}"
+        values = doc["latent"] + doc["motif_scores"]
+        assert all(isinstance(v, float | int) and math.isfinite(v) for v in values), "non-finite output"
+        assert all(0.0 <= v <= 1.0 for v in doc["motif_scores"]), "motif score outside [0, 1]"
+        assert outputs[0] == outputs[1], "same window gave different outputs"
+        mode = {k.lower(): v for k, v in headers.items()}.get("x-infer-mode", "?")
+        return f"64 + {want_m} finite values, deterministic, mode {mode}"
+
+    def c_malformed() -> str:
+        bad = json.dumps({"x": KNOWN_WINDOW[:-1]}).encode()
+        status, _, raw = _call(base + "/infer", bad)
+        assert 400 <= status < 500, f"HTTP {status} for a 99-row window"
+        msg = json.loads(raw).get("error", "")
+        assert msg, "no error message"
+        return f"HTTP {status}: {msg}"
+
+    def c_metrics() -> str:
+        status, _, raw = _call(base + "/metrics")
+        assert status == 200, f"HTTP {status}"
+        text = raw.decode()
+        info = [ln for ln in text.splitlines() if ln.startswith("hailo_sidecar_model_info{")]
+        assert info, "no hailo_sidecar_model_info series"
+        if expect_sha256:
+            assert f'hef_sha256="{expect_sha256.lower()}"' in info[0], "model_info sha256 differs"
+        if expect_config_version:
+            assert f'config_version="{expect_config_version}"' in info[0], "model_info config_version differs"
+        assert "hailo_sidecar_requests_total" in text, "no request counter"
+        return "model_info present" + (" with expected labels" if expect_sha256 or expect_config_version else "")
+
+    check("healthz", c_health)
+    check("readyz", c_ready)
+    check("infer contract", c_infer)
+    check("malformed request -> 4xx", c_malformed)
+    check("metrics", c_metrics)
+
+    width = max(len(n) for n, _, _ in results)
+    out(f"contract smoke against {base}")
+    for name, ok, detail in results:
+        out(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
+    failures = sum(1 for _, ok, _ in results if not ok)
+    out(f"smoke: {len(results) - failures} passed, {failures} failed")
+    return failures
