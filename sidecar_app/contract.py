@@ -103,7 +103,8 @@ def _windows_to_array(windows: list[Any], body: bytes, where: str) -> np.ndarray
         raise InvalidInput(f"{where} is not made of {WINDOW_LEN}x{CHANNELS} numeric windows")
     assert arr is not None
     if arr.dtype.kind == "f":
-        out = arr.astype(np.float32)
+        with np.errstate(over="ignore"):  # overflow becomes inf, reported below
+            out = arr.astype(np.float32)
         if not np.isfinite(out).all():
             raise InvalidInput(_first_non_finite(out, where))
         return out

@@ -1,0 +1,74 @@
+"""Fixtures: apps built from explicit settings, the reference ONNX model, stand-in HEF files."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
+if str(FAKES) not in sys.path:
+    sys.path.insert(0, str(FAKES))
+
+import hailo_platform  # noqa: E402  (the stand-in, from tests/fakes)
+
+from sidecar_app.app import create_app  # noqa: E402
+from sidecar_app.backends.base import file_sha256  # noqa: E402
+from sidecar_app.refmodel import reference_model, sample_windows  # noqa: E402
+from sidecar_app.settings import load_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return reference_model(tmp_path_factory.mktemp("models") / "model.onnx")
+
+
+@pytest.fixture(scope="session")
+def onnx_sha(onnx_model: Path) -> str:
+    return file_sha256(onnx_model)
+
+
+@pytest.fixture
+def hef(tmp_path: Path) -> Path:
+    return hailo_platform.write_standin_hef(tmp_path / "model.hef")
+
+
+@pytest.fixture(autouse=True)
+def _reset_standin() -> Iterator[None]:
+    hailo_platform.CONTROL.clear()
+    yield
+    hailo_platform.CONTROL.clear()
+
+
+@pytest.fixture
+def windows() -> np.ndarray:
+    return sample_windows(8)
+
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client() -> Iterator[ClientFactory]:
+    """make_client(INFER_MODE="onnx", ONNX_PATH=...) -> a started TestClient."""
+    clients: list[TestClient] = []
+
+    def factory(**env: object) -> TestClient:
+        settings = load_settings(**{k.lower(): v for k, v in env.items()})
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def stub(make_client: ClientFactory) -> TestClient:
+    return make_client(INFER_MODE="stub")
