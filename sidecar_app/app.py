@@ -165,9 +165,7 @@ def create_app(settings: Settings, service: ModelService | None = None) -> FastA
         else:
             x = contract.parse_json_window(body)
         latent, motifs, info = await svc.infer(x)
-        return json_response(
-            {"latent": latent[0], "motif_scores": motifs[0]}, headers=headers_for(info)
-        )
+        return json_response({"latent": latent[0], "motif_scores": motifs[0]}, headers=headers_for(info))
 
     async def infer_batch(request: Request) -> Response:
         media = _media_type(request)

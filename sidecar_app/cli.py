@@ -35,9 +35,7 @@ def _serve(_: argparse.Namespace) -> int:
 def _smoke(args: argparse.Namespace) -> int:
     from .smoke import run_smoke
 
-    failures = run_smoke(
-        args.url, args.expect_sha256, args.expect_config_version, args.num_motifs, args.wait
-    )
+    failures = run_smoke(args.url, args.expect_sha256, args.expect_config_version, args.num_motifs, args.wait)
     return 1 if failures else 0
 
 
@@ -73,7 +71,7 @@ def _openapi(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
-    return bench_main(args)
+    return int(bench_main(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,11 +85,7 @@ def _windows_to_array(windows: list[Any], body: bytes, where: str) -> np.ndarray
         arr = np.array(windows)
     except (ValueError, OverflowError, TypeError):
         arr = None
-    ok = (
-        arr is not None
-        and arr.dtype.kind in "fi"
-        and arr.shape == (len(windows), WINDOW_LEN, CHANNELS)
-    )
+    ok = arr is not None and arr.dtype.kind in "fi" and arr.shape == (len(windows), WINDOW_LEN, CHANNELS)
     if ok and any(t in body for t in _BOOL_TOKENS):
         # numpy turns a boolean among numbers into 1.0/0.0: rule it out exactly. The body is only
         # searched again when the literal occurs somewhere in it (metadata may hold booleans).

@@ -71,8 +71,6 @@ async def run_load(
     budget = [max_requests]
     t0 = time.perf_counter()
     stop_at = t0 + duration_s
-    await asyncio.gather(
-        *(_worker(host, port, request, stop_at, budget, res) for _ in range(concurrency))
-    )
+    await asyncio.gather(*(_worker(host, port, request, stop_at, budget, res) for _ in range(concurrency)))
     res.elapsed = time.perf_counter() - t0
     return res

@@ -32,9 +32,7 @@ class Metrics:
             "hailo_sidecar_batch_size", "Windows per inference call",
             buckets=BATCH_BUCKETS, registry=r,
         )  # fmt: skip
-        self.in_flight = Gauge(
-            "hailo_sidecar_in_flight_requests", "HTTP requests being served", registry=r
-        )
+        self.in_flight = Gauge("hailo_sidecar_in_flight_requests", "HTTP requests being served", registry=r)
         self.ready = Gauge("hailo_sidecar_ready", "1 when a model is loaded and serving", registry=r)
         self.backend_errors = Counter(
             "hailo_sidecar_backend_errors", "Backend failures by kind", ["kind"], registry=r

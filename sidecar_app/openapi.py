@@ -194,7 +194,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                 },
                 "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
-                "OipReady": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+                "OipReady": {
+                    "type": "object", "required": ["ready"],
+                    "properties": {"ready": {"type": "boolean"}},
+                },
                 "ModelMetadata": {
                     "type": "object", "required": ["name", "platform", "inputs", "outputs"],
                     "properties": {

@@ -79,7 +79,8 @@ def sample_windows(n: int, seed: int = 11) -> np.ndarray:
     amp = rng.uniform(0.2, 2.0, size=(n, 1, CHANNELS)).astype(np.float32)
     signal = amp * np.sin(freq * t[None, :, None] + phase)
     noise = rng.standard_normal((n, WINDOW_LEN, CHANNELS)).astype(np.float32) * 0.05
-    return (signal + noise).astype(np.float32)
+    windows: np.ndarray = (signal + noise).astype(np.float32)
+    return windows
 
 
 def calibration_set(out: Path, n: int, seed: int = 11) -> Path:

@@ -159,7 +159,11 @@ class ModelService:
         await self.maybe_recover()
         loaded = self.active
         if loaded is None:
-            retry = max(1, int(min(self._next_retry - self._clock(), 3600))) if self._next_retry != float("inf") else 30
+            retry = (
+                max(1, int(min(self._next_retry - self._clock(), 3600)))
+                if self._next_retry != float("inf")
+                else 30
+            )
             raise NotReady(f"model not ready: {self.reason}", retry_after=retry)
         backend = loaded.backend
         t0 = time.perf_counter()

@@ -21,9 +21,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
-    infer_mode: Mode | None = Field(
-        None, description="stub | onnx | hailo; unset: decided by USE_REAL_MODEL"
-    )
+    infer_mode: Mode | None = Field(None, description="stub | onnx | hailo; unset: decided by USE_REAL_MODEL")
     use_real_model: bool | None = Field(
         None, description="the handoff's flag: true means hailo, false means stub"
     )

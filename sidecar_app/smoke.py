@@ -20,7 +20,8 @@ KNOWN_WINDOW = [[round(math.sin(0.1 * i + j), 6) for j in range(CHANNELS)] for i
 
 
 def _call(url: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    # run_smoke only lets http(s) URLs through
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")  # noqa: S310
     if body is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -39,6 +40,8 @@ def run_smoke(
     out: Callable[[str], None] = print,
 ) -> int:
     base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"--url must be an http:// or https:// URL, got {url!r}")
     results: list[tuple[str, bool, str]] = []
 
     def check(name: str, fn: Callable[[], str]) -> None:
@@ -73,7 +76,9 @@ def run_smoke(
             assert health["config_version"] == expect_config_version, (
                 f"config_version {health['config_version']!r} != {expect_config_version!r}"
             )
-        return f"{health['status']}, mode {health.get('serving_mode')}, sha256 {str(health['hef_sha256'])[:12]}"
+        return (
+            f"{health['status']}, mode {health.get('serving_mode')}, sha256 {str(health['hef_sha256'])[:12]}"
+        )
 
     def c_ready() -> str:
         status, _, body = _call(base + "/readyz")
@@ -119,7 +124,9 @@ def run_smoke(
         if expect_config_version:
             assert f'config_version="{expect_config_version}"' in info[0], "model_info config_version differs"
         assert "hailo_sidecar_requests_total" in text, "no request counter"
-        return "model_info present" + (" with expected labels" if expect_sha256 or expect_config_version else "")
+        return "model_info present" + (
+            " with expected labels" if expect_sha256 or expect_config_version else ""
+        )
 
     check("healthz", c_health)
     check("readyz", c_ready)

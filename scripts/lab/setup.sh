@@ -123,7 +123,7 @@ step_registry() {
   if curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then cached; return; fi
   $SUDO mkdir -p "$STATE/registry/data"
   $SUDO cp "$ROOT/images/lab/registry.yml" "$STATE/registry/config.yml"
-  $SUDO sed -i "s#@DATA@#$STATE/registry/data#" "$STATE/registry/config.yml"
+  $SUDO sed -i "s#/var/lib/hailo-lab/registry/data#$STATE/registry/data#" "$STATE/registry/config.yml"
   $SUDO setsid nohup docker-registry serve "$STATE/registry/config.yml" \
     >"$STATE/registry.log" 2>&1 </dev/null &
   wait_for "registry on $REGISTRY" 30 curl -fsS "http://$REGISTRY/v2/"
@@ -137,7 +137,7 @@ step_venv() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then cached; return; fi
   python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q --upgrade pip
-  "$ROOT/.venv/bin/pip" install -q -c "$ROOT/requirements/constraints.txt" -e "$ROOT[dev]"
+  "$ROOT/.venv/bin/pip" install -q -c "$ROOT/requirements/constraints.txt" -e "${ROOT}[dev]"
   echo "$want" >"$stamp"
 }
 

@@ -8,6 +8,7 @@ can act on (see ``classify``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,7 @@ class HailoBackend:
             if pick is None:
                 raise ModelLoadError(
                     "contract",
-                    f"cannot find the {contract_name} output ({size} values) among the HEF "
-                    f"outputs {sizes}",
+                    f"cannot find the {contract_name} output ({size} values) among the HEF outputs {sizes}",
                 )
             found[contract_name] = pick
         return found
@@ -182,8 +182,7 @@ class HailoBackend:
             bindings_list = []
             for window in x:
                 out_buffers = {
-                    name: np.empty(shape, dtype=np.float32)
-                    for name, shape in self._output_shapes.items()
+                    name: np.empty(shape, dtype=np.float32) for name, shape in self._output_shapes.items()
                 }
                 bindings = self._cim.create_bindings(output_buffers=out_buffers)
                 bindings.input(self._input).set_buffer(
@@ -195,10 +194,7 @@ class HailoBackend:
                 [b.output(self._outputs["latent"]).get_buffer().reshape(-1) for b in bindings_list]
             )
             motifs = np.stack(
-                [
-                    b.output(self._outputs["motif_scores"]).get_buffer().reshape(-1)
-                    for b in bindings_list
-                ]
+                [b.output(self._outputs["motif_scores"]).get_buffer().reshape(-1) for b in bindings_list]
             )
         except Exception as exc:
             if not _is_hailort_error(exc):
@@ -216,7 +212,5 @@ class HailoBackend:
         ):
             if release is None:
                 continue
-            try:
+            with contextlib.suppress(Exception):  # best effort on a failed device
                 release()
-            except Exception:  # best effort while tearing down a failed device
-                pass

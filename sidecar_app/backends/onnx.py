@@ -70,9 +70,7 @@ class OnnxBackend:
         want = {"latent": LATENT_DIM, "motif_scores": self._num_motifs}
         for name, size in want.items():
             if name not in outputs:
-                raise ModelLoadError(
-                    "contract", f"model has no output {name!r} (outputs: {sorted(outputs)})"
-                )
+                raise ModelLoadError("contract", f"model has no output {name!r} (outputs: {sorted(outputs)})")
             if len(outputs[name]) != 2 or outputs[name][1] != size:
                 raise ModelLoadError(
                     "contract",

@@ -62,8 +62,9 @@ def test_json_and_binary_give_identical_results(make_client, mode, onnx_model, h
     client = make_client(INFER_MODE=mode, ONNX_PATH=onnx_model, HEF_PATH=hef)
     w = windows[2]
     j = client.post("/infer", json={"x": w.tolist()})
-    b = client.post("/infer", content=w.astype("<f4").tobytes(),
-                    headers={"content-type": "application/octet-stream"})
+    b = client.post(
+        "/infer", content=w.astype("<f4").tobytes(), headers={"content-type": "application/octet-stream"}
+    )
     assert j.status_code == b.status_code == 200
     assert j.json() == b.json()
     assert j.headers["x-infer-mode"] == mode
@@ -80,8 +81,11 @@ def test_batch_equals_single(make_client, mode, onnx_model, hef, windows):
         single = client.post("/infer", json={"x": w.tolist()}).json()
         np.testing.assert_allclose(res["latent"], single["latent"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(res["motif_scores"], single["motif_scores"], rtol=1e-5, atol=1e-6)
-    binary = client.post("/infer/batch", content=windows.astype("<f4").tobytes(),
-                         headers={"content-type": "application/octet-stream"})
+    binary = client.post(
+        "/infer/batch",
+        content=windows.astype("<f4").tobytes(),
+        headers={"content-type": "application/octet-stream"},
+    )
     assert binary.json() == batch.json()
 
 
@@ -121,8 +125,9 @@ JSON_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("body", "status", "fragment"),
-                         [c[1:] for c in JSON_CASES], ids=[c[0] for c in JSON_CASES])
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"), [c[1:] for c in JSON_CASES], ids=[c[0] for c in JSON_CASES]
+)
 def test_malformed_json_is_rejected_and_server_keeps_serving(stub, body, status, fragment):
     r = stub.post("/infer", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
@@ -142,14 +147,19 @@ BATCH_CASES = [
     ("empty batch", orjson.dumps({"windows": []}), 422, "windows is empty"),
     ("too many", orjson.dumps({"windows": [GOOD] * 65}), 422, "at most 64 (MAX_BATCH)"),
     ("bad second window", orjson.dumps({"windows": [GOOD, GOOD[:10]]}), 422, "windows[1] has 10 rows"),
-    ("bool in third", orjson.dumps({"windows": [GOOD, GOOD, _with(1, 2, True)]}), 422,
-     "windows[2][1][2] is a boolean"),
+    (
+        "bool in third",
+        orjson.dumps({"windows": [GOOD, GOOD, _with(1, 2, True)]}),
+        422,
+        "windows[2][1][2] is a boolean",
+    ),
     ("window is null", orjson.dumps({"windows": [GOOD, None]}), 422, "windows[1] must be a list"),
 ]
 
 
-@pytest.mark.parametrize(("body", "status", "fragment"),
-                         [c[1:] for c in BATCH_CASES], ids=[c[0] for c in BATCH_CASES])
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"), [c[1:] for c in BATCH_CASES], ids=[c[0] for c in BATCH_CASES]
+)
 def test_malformed_batch_names_the_window(stub, body, status, fragment):
     r = stub.post("/infer/batch", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
@@ -163,32 +173,60 @@ BINARY_CASES = [
     ("/infer", b"\x00" * (2 * WINDOW_BYTES), 422, "takes exactly 1"),
     ("/infer", _nan_window(math.nan, 10, 3), 422, "x[10][3] is NaN"),
     ("/infer", _nan_window(math.inf, 0, 8), 422, "x[0][8] is Infinity"),
-    ("/infer/batch", b"\x00" * WINDOW_BYTES + _nan_window(-math.inf, 99, 0), 422,
-     "windows[1][99][0] is Infinity"),
+    (
+        "/infer/batch",
+        b"\x00" * WINDOW_BYTES + _nan_window(-math.inf, 99, 0),
+        422,
+        "windows[1][99][0] is Infinity",
+    ),
     ("/infer/batch", b"\x00" * (WINDOW_BYTES * 65), 422, "at most 64"),
     ("/infer/batch", b"\x00" * (WINDOW_BYTES + 4), 422, "multiple of 3600"),
 ]
 
 
-@pytest.mark.parametrize(("path", "body", "status", "fragment"), BINARY_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(BINARY_CASES)])
+@pytest.mark.parametrize(
+    ("path", "body", "status", "fragment"),
+    BINARY_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(BINARY_CASES)],
+)
 def test_malformed_binary(stub, path, body, status, fragment):
     r = stub.post(path, content=body, headers={"content-type": "application/octet-stream"})
     assert r.status_code == status, r.text
     assert fragment in r.json()["error"]
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs", "status", "fragment"), [
-    ("post", "/infer", {"content": b"x=1", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415, "not supported"),
-    ("post", "/infer", {"content": b"hi", "headers": {"content-type": "text/plain"}}, 415, "text/plain"),
-    ("post", "/infer", {"content": b"{}" + b" " * 70000, "headers": {"content-type": "application/json"}}, 413, "exceeds"),
-    ("post", "/infer/batch", {"content": b" " * (64 * 1024 * 64 + 1), "headers": {"content-type": "application/json"}}, 413, "exceeds"),
-    ("get", "/infer", {}, 405, "method GET not allowed"),
-    ("put", "/infer/batch", {"content": b"{}"}, 405, "not allowed"),
-    ("get", "/nowhere", {}, 404, "no such path"),
-    ("post", "/healthz", {"content": b"{}"}, 405, "not allowed"),
-    ("get", "/v2/models/other-model", {}, 404, "unknown model"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "fragment"),
+    [
+        (
+            "post",
+            "/infer",
+            {"content": b"x=1", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+            415,
+            "not supported",
+        ),
+        ("post", "/infer", {"content": b"hi", "headers": {"content-type": "text/plain"}}, 415, "text/plain"),
+        (
+            "post",
+            "/infer",
+            {"content": b"{}" + b" " * 70000, "headers": {"content-type": "application/json"}},
+            413,
+            "exceeds",
+        ),
+        (
+            "post",
+            "/infer/batch",
+            {"content": b" " * (64 * 1024 * 64 + 1), "headers": {"content-type": "application/json"}},
+            413,
+            "exceeds",
+        ),
+        ("get", "/infer", {}, 405, "method GET not allowed"),
+        ("put", "/infer/batch", {"content": b"{}"}, 405, "not allowed"),
+        ("get", "/nowhere", {}, 404, "no such path"),
+        ("post", "/healthz", {"content": b"{}"}, 405, "not allowed"),
+        ("get", "/v2/models/other-model", {}, 404, "unknown model"),
+    ],
+)
 def test_http_level_errors(stub, method, path, kwargs, status, fragment):
     r = getattr(stub, method)(path, **kwargs)
     assert r.status_code == status
@@ -197,8 +235,11 @@ def test_http_level_errors(stub, method, path, kwargs, status, fragment):
 
 
 def test_charset_parameter_is_accepted(stub):
-    r = stub.post("/infer", content=orjson.dumps({"x": GOOD}),
-                  headers={"content-type": "application/json; charset=utf-8"})
+    r = stub.post(
+        "/infer",
+        content=orjson.dumps({"x": GOOD}),
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
     assert r.status_code == 200
 
 

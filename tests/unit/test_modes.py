@@ -47,8 +47,7 @@ def test_onnx_missing_file(make_client, tmp_path):
 
 
 def test_checksum_mismatch_never_serves(make_client, onnx_model):
-    client = make_client(INFER_MODE="onnx", ONNX_PATH=onnx_model, MODEL_SHA256="a" * 64,
-                         FALLBACK_MODE="stub")
+    client = make_client(INFER_MODE="onnx", ONNX_PATH=onnx_model, MODEL_SHA256="a" * 64, FALLBACK_MODE="stub")
     health = client.get("/healthz").json()
     assert health["ready"] is False and health["status"] == "unavailable"
     assert "refusing to serve the wrong model" in health["reason"]
@@ -79,12 +78,15 @@ def test_hailo_contract_and_health(make_client, hef):
     assert len(hailo_platform.OPEN_VDEVICES) == 1
 
 
-@pytest.mark.parametrize(("status", "kind", "fix"), [
-    (74, "device_unavailable", "another process"),
-    (76, "driver_mismatch", "same version"),
-    (36, "permission_denied", "hailo group"),
-    (16, "firmware_mismatch", "hailofw"),
-])
+@pytest.mark.parametrize(
+    ("status", "kind", "fix"),
+    [
+        (74, "device_unavailable", "another process"),
+        (76, "driver_mismatch", "same version"),
+        (36, "permission_denied", "hailo group"),
+        (16, "firmware_mismatch", "hailofw"),
+    ],
+)
 def test_hailo_open_failures_are_actionable(make_client, hef, status, kind, fix):
     hailo_platform.CONTROL["open_status"] = status
     client = make_client(INFER_MODE="hailo", HEF_PATH=hef)
@@ -153,15 +155,19 @@ def test_backoff_bounds_reopen_attempts(make_client, hef):
         client.post("/infer", json={"x": GOOD})
     metrics = client.get("/metrics").text
     # 1 failed open at start-up; requests inside the 1 s backoff do not hammer the device.
-    line = next(ln for ln in metrics.splitlines()
-                if ln.startswith('hailo_sidecar_backend_errors_total{kind="device_unavailable"}'))
+    line = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith('hailo_sidecar_backend_errors_total{kind="device_unavailable"}')
+    )
     assert float(line.split()[-1]) <= 2
 
 
 def test_fallback_serves_degraded_and_labels_it(make_client, hef, onnx_model, onnx_sha):
     hailo_platform.CONTROL["open_status"] = 74
-    client = make_client(INFER_MODE="hailo", HEF_PATH=hef, FALLBACK_MODE="onnx",
-                         ONNX_PATH=onnx_model, DEVICE_RETRY_MAX_S=0.2)
+    client = make_client(
+        INFER_MODE="hailo", HEF_PATH=hef, FALLBACK_MODE="onnx", ONNX_PATH=onnx_model, DEVICE_RETRY_MAX_S=0.2
+    )
     health = client.get("/healthz").json()
     assert health["status"] == "degraded" and health["ready"] is True
     assert health["serving_mode"] == "onnx" and health["hef_sha256"] == onnx_sha
@@ -176,8 +182,7 @@ def test_fallback_serves_degraded_and_labels_it(make_client, hef, onnx_model, on
 
 
 def test_runtime_failure_switches_to_fallback(make_client, hef):
-    client = make_client(INFER_MODE="hailo", HEF_PATH=hef, FALLBACK_MODE="stub",
-                         DEVICE_RETRY_MAX_S=30)
+    client = make_client(INFER_MODE="hailo", HEF_PATH=hef, FALLBACK_MODE="stub", DEVICE_RETRY_MAX_S=30)
     hailo_platform.CONTROL.update({"fail_runs": 1, "open_status": 74})
     assert client.post("/infer", json={"x": GOOD}).status_code == 503
     r = client.post("/infer", json={"x": GOOD})

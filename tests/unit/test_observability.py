@@ -12,8 +12,7 @@ GOOD = [[0.5] * 9 for _ in range(100)]
 
 
 def test_health_fields(make_client, onnx_model, onnx_sha):
-    client = make_client(INFER_MODE="onnx", ONNX_PATH=onnx_model, CONFIG_VERSION="2025.09-a",
-                         NUM_MOTIFS=12)
+    client = make_client(INFER_MODE="onnx", ONNX_PATH=onnx_model, CONFIG_VERSION="2025.09-a", NUM_MOTIFS=12)
     h = client.get("/healthz").json()
     assert h["status"] == "ok" and h["ready"] is True and h["mode"] == "onnx"
     assert h["model_path"] == str(onnx_model)
@@ -41,8 +40,9 @@ def test_metrics_content(make_client):
     client.post("/infer", content=b"{", headers={"content-type": "application/json"})
     text = client.get("/metrics").text
     sha = client.get("/healthz").json()["hef_sha256"]
-    assert (f'hailo_sidecar_model_info{{config_version="v9",hef_sha256="{sha}",mode="stub",'
-            f'num_motifs="12"}} 1.0') in text
+    assert (
+        f'hailo_sidecar_model_info{{config_version="v9",hef_sha256="{sha}",mode="stub",num_motifs="12"}} 1.0'
+    ) in text
     assert 'hailo_sidecar_requests_total{code="200",endpoint="/infer",method="POST"} 1.0' in text
     assert 'hailo_sidecar_requests_total{code="400",endpoint="/infer",method="POST"} 1.0' in text
     assert 'hailo_sidecar_request_duration_seconds_bucket{endpoint="/infer",le="0.05"}' in text

@@ -86,9 +86,7 @@ def _consume_fail_run() -> bool:
 
 def _raise_status(status: int) -> None:
     if status == 36:
-        raise HailoRTDriverOperationFailedException(
-            "Failed to open device file /dev/hailo0 with error 13"
-        )
+        raise HailoRTDriverOperationFailedException("Failed to open device file /dev/hailo0 with error 13")
     raise HailoRTException(_STATUS_TEXT.get(status, f"HailoRT failure (status {status})"))
 
 
@@ -153,8 +151,7 @@ class ConfiguredInferModel:
         self._model = model
         rng = np.random.default_rng(4)
         self._w = {
-            n: rng.standard_normal((900, int(np.prod(model.output(n).shape)))).astype(np.float32)
-            / 30.0
+            n: rng.standard_normal((900, int(np.prod(model.output(n).shape)))).astype(np.float32) / 30.0
             for n in model.output_names
         }
 
@@ -246,10 +243,19 @@ class VDevice:
         self.release()
 
 
-def write_standin_hef(path: Path, num_motifs: int = 12, arch: str = "hailo8",
-                      input_shape: tuple[int, ...] = (1, 100, 9), latent: int = 64) -> Path:
+def write_standin_hef(
+    path: Path,
+    num_motifs: int = 12,
+    arch: str = "hailo8",
+    input_shape: tuple[int, ...] = (1, 100, 9),
+    latent: int = 64,
+) -> Path:
     """Test helper: writes a stand-in HEF file."""
-    spec = {"standin_hef": 1, "arch": arch, "input": list(input_shape),
-            "outputs": {"enc/latent": [latent], "enc/motif": [num_motifs]}}
+    spec = {
+        "standin_hef": 1,
+        "arch": arch,
+        "input": list(input_shape),
+        "outputs": {"enc/latent": [latent], "enc/motif": [num_motifs]},
+    }
     path.write_text(json.dumps(spec))
     return path
