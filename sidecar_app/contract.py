@@ -86,9 +86,9 @@ def _windows_to_array(windows: list[Any], body: bytes, where: str) -> np.ndarray
     except (ValueError, OverflowError, TypeError):
         arr = None
     ok = arr is not None and arr.dtype.kind in "fi" and arr.shape == (len(windows), WINDOW_LEN, CHANNELS)
-    if ok and any(t in body for t in _BOOL_TOKENS):
-        # numpy turns a boolean among numbers into 1.0/0.0: rule it out exactly. The body is only
-        # searched again when the literal occurs somewhere in it (metadata may hold booleans).
+    if ok and np.any((arr == 0) | (arr == 1)) and any(t in body for t in _BOOL_TOKENS):
+        # numpy turns a boolean among numbers into 1.0/0.0: when such values occur and the body
+        # holds a boolean literal somewhere (metadata may), rule booleans out exactly.
         ok = not any(t in orjson.dumps(windows) for t in _BOOL_TOKENS)
     if not ok:
         for n, w in enumerate(windows):

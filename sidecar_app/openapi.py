@@ -1,4 +1,4 @@
-"""The contract as an OpenAPI 3.1 document: served at /openapi.json, exported to
+"""The contract as an OpenAPI 3.0.3 document: served at /openapi.json, exported to
 docs/openapi.json by ``hailo-sidecar openapi``, and the schema schemathesis tests against."""
 
 from __future__ import annotations
@@ -69,20 +69,20 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
     health_props = {
         "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
         "mode": {"type": "string"},
-        "serving_mode": {"type": ["string", "null"]},
+        "serving_mode": {"type": "string", "nullable": True},
         "ready": {"type": "boolean"},
-        "reason": {"type": ["string", "null"]},
-        "model_path": {"type": ["string", "null"]},
-        "hef_sha256": {"type": ["string", "null"]},
-        "expected_sha256": {"type": ["string", "null"]},
+        "reason": {"type": "string", "nullable": True},
+        "model_path": {"type": "string", "nullable": True},
+        "hef_sha256": {"type": "string", "nullable": True},
+        "expected_sha256": {"type": "string", "nullable": True},
         "config_version": {"type": "string"},
         "num_motifs": {"type": "integer"},
-        "device": {"type": ["string", "null"]},
+        "device": {"type": "string", "nullable": True},
         "versions": {"type": "object", "additionalProperties": {"type": "string"}},
         "uptime_s": {"type": "number"},
     }
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {
             "title": "hailo-sidecar",
             "version": __version__,
@@ -190,7 +190,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "type": "object", "required": ["ready", "status"],
                     "properties": {
                         "ready": {"type": "boolean"}, "status": {"type": "string"},
-                        "reason": {"type": ["string", "null"]},
+                        "reason": {"type": "string", "nullable": True},
                     },
                 },
                 "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},

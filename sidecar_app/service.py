@@ -52,7 +52,7 @@ class ModelService:
         self.error_kind: str | None = None
         self._retry_delay = 1.0
         self._next_retry = 0.0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backend")
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self.started = time.time()
 
@@ -136,12 +136,20 @@ class ModelService:
             self.metrics.backend_errors.labels(f"fallback_{exc.kind}").inc()
             log(40, "fallback load failed", fallback=mode, reason=exc.message)
 
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """One thread for every blocking backend call: calls are serialised on the device."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backend")
+        return self._executor
+
     async def _run(self, fn: Callable[[], object], blocking: bool) -> object:
         if not blocking:
             return fn()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
 
     async def start(self) -> None:
+        self.reason = "starting"
         await self._run(self._try_primary, blocking=True)
 
     async def maybe_recover(self) -> None:
@@ -170,7 +178,7 @@ class ModelService:
         try:
             if backend.blocking:
                 latent, motifs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, backend.infer, x
+                    self.executor, backend.infer, x
                 )
             else:
                 latent, motifs = backend.infer(x)
@@ -203,7 +211,9 @@ class ModelService:
         self._primary = self._fallback = None
         self.reason = "shut down"
         self._publish()
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     # -- reporting ---------------------------------------------------------------------------
     def health(self) -> dict[str, object]:

@@ -1,0 +1,159 @@
+"""The real server process (uvicorn on 127.0.0.1): smoke, body limit on the wire, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidecar_app.smoke import run_smoke
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
+GOOD = json.dumps({"x": [[0.1] * 9 for _ in range(100)]}).encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, **env: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "PYTHONPATH": str(FAKES),
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar_app.cli", "serve"],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/livez", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return int(self.proc.wait())
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    env = getattr(request, "param", {"INFER_MODE": "stub"})
+    srv = Server(**env)
+    yield srv
+    srv.stop()
+
+
+def test_smoke_passes_and_detects_wrong_expectations(server, capsys):
+    health = json.loads(urllib.request.urlopen(server.url + "/healthz").read())
+    assert run_smoke(server.url, expect_sha256=health["hef_sha256"], expect_config_version="unversioned") == 0
+    assert "smoke: 5 passed, 0 failed" in capsys.readouterr().out
+    assert run_smoke(server.url, expect_sha256="0" * 64, expect_config_version="other") == 2
+
+
+def test_smoke_cli_exit_code(server):
+    ok = subprocess.run(
+        [sys.executable, "-m", "sidecar_app.cli", "smoke", "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidecar_app.cli",
+            "smoke",
+            "--url",
+            server.url,
+            "--expect-config-version",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "FAIL" in bad.stdout
+
+
+def test_oversized_body_is_refused_without_reading_it(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(
+            b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000000\r\n\r\n" + b" " * 1000
+        )
+        t0 = time.monotonic()
+        reply = b""
+        while b"exceeds the limit" not in reply and time.monotonic() - t0 < 5:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b"exceeds the limit" in reply
+    # ... and the server keeps serving.
+    req = urllib.request.Request(
+        server.url + "/infer", data=GOOD, headers={"Content-Type": "application/json"}
+    )
+    assert urllib.request.urlopen(req).status == 200
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path):
+    sys.path.insert(0, str(FAKES))
+    import hailo_platform
+
+    hef = hailo_platform.write_standin_hef(tmp_path / "model.hef")
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps({"delay_s": 1.5}))
+    srv = Server(INFER_MODE="hailo", HEF_PATH=str(hef), HAILO_STANDIN_CONTROL=str(control))
+    results: list[int] = []
+
+    def call() -> None:
+        req = urllib.request.Request(
+            srv.url + "/infer", data=GOOD, headers={"Content-Type": "application/json"}
+        )
+        results.append(urllib.request.urlopen(req, timeout=30).status)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # both requests are now inside the (slow) device call
+    srv.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(timeout=30)
+    code = srv.stop()
+    assert results == [200, 200]
+    # uvicorn re-raises the captured SIGTERM once shutdown is complete
+    assert code in (0, -signal.SIGTERM)
+    log = srv.proc.stdout.read().decode() if srv.proc.stdout else ""
+    assert '"msg":"stopped"' in log
