@@ -139,7 +139,7 @@ def _floor(windows: np.ndarray, seconds: float) -> list[dict[str, Any]]:
     backend = StubBackend(12)
     rows = []
     for label, x in (("single", windows[:1]), (f"batch{BATCH}", windows[:BATCH])):
-        lat = []
+        lat: list[float] = []
         stop = time.perf_counter() + seconds
         while time.perf_counter() < stop and len(lat) < 200_000:
             t0 = time.perf_counter()
@@ -241,7 +241,10 @@ def main(args: argparse.Namespace) -> int:
         targets = [
             ("baseline stub", "baseline", {}, ["json single", f"json batch{BATCH}"]),
             ("sidecar stub", "sidecar", {"INFER_MODE": "stub"}, list(payloads)),
-            ("sidecar onnx", "sidecar", {"INFER_MODE": "onnx", "ONNX_PATH": str(model)}, ["json single", f"binary batch{BATCH}"]),
+            (
+                "sidecar onnx", "sidecar", {"INFER_MODE": "onnx", "ONNX_PATH": str(model)},
+                ["json single", f"binary batch{BATCH}"],
+            ),
         ]  # fmt: skip
         for name, kind, env, names in targets:
             proc, port = _start(kind, env)
@@ -262,7 +265,10 @@ def main(args: argparse.Namespace) -> int:
                 _stop(proc)
 
     print()
-    head = f"{'target':<24} {'payload':<16} {'conc':>4} {'windows/s':>11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    head = (
+        f"{'target':<24} {'payload':<16} {'conc':>4} {'windows/s':>11} "
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
