@@ -36,6 +36,8 @@ lint() {
   echo "--- shellcheck";   shellcheck -x scripts/*.sh scripts/lab/*.sh .ci/run || rc=1
   mapfile -t files < <(git ls-files '*Dockerfile*')
   echo "--- hadolint";     [ "${#files[@]}" -eq 0 ] || hadolint "${files[@]}" || rc=1
+  echo "--- collection build"
+  ansible-galaxy collection build --force --output-path "$(mktemp -d)" . >/dev/null || rc=1
   echo "--- actionlint";   if [ -d .github/workflows ]; then actionlint || rc=1; else echo "no workflows"; fi
   return "$rc"
 }
