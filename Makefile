@@ -41,5 +41,5 @@ lock: ## Re-resolve requirements/constraints.txt from pyproject.toml
 	       /tmp/hailo-lock/bin/pip freeze --exclude-editable | grep -v '^-e'; } > requirements/constraints.txt \
 	  && rm -rf /tmp/hailo-lock
 
-clean: ## Remove build outputs (not the lab: see docs/lab.md)
+clean: ## Remove build outputs (the lab's images and registry stay)
 	@rm -rf dist .pytest_cache .mypy_cache .ruff_cache bench-results.json
