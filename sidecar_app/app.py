@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,10 +35,6 @@ _JSON = "application/json"
 _BINARY = "application/octet-stream"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_ENDPOINTS = {
-    "/infer", "/infer/batch", "/healthz", "/readyz", "/livez", "/metrics", "/openapi.json",
-    "/v2/health/live", "/v2/health/ready", "/docs",
-}  # fmt: skip
 
 
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -48,20 +45,25 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status, headers)
 
 
-def _endpoint_label(path: str) -> str:
-    if path in _ENDPOINTS:
-        return path
-    if path.startswith("/v2/models/"):
-        return "/v2/models/{name}"
-    return "unmatched"
-
-
 class Observability:
-    """Pure ASGI middleware: request id, in-flight gauge, latency, status counts, access log."""
+    """Pure ASGI middleware: request id, in-flight gauge, latency, status counts, access log.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    Metrics are labelled by route template (``/v2/models/{name}``), unknown paths as "unmatched",
+    so clients cannot grow the label set."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[str]) -> None:
         self.app = app
         self.metrics = metrics
+        self._paths = {r for r in routes if "{" not in r}
+        self._prefixes = [(r.split("{", 1)[0], r) for r in routes if "{" in r]
+
+    def _label(self, path: str) -> str:
+        if path in self._paths:
+            return path
+        for prefix, template in self._prefixes:
+            if path.startswith(prefix):
+                return template
+        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,7 +77,6 @@ class Observability:
                 rid = candidate if _REQUEST_ID.match(candidate) else ""
                 break
         rid = rid or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -91,7 +92,7 @@ class Observability:
         finally:
             self.metrics.in_flight.dec()
             dt = time.perf_counter() - t0
-            endpoint = _endpoint_label(scope["path"])
+            endpoint = self._label(scope["path"])
             self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(dt)
             log(20, "request", method=scope["method"], path=scope["path"], status=status,
@@ -125,9 +126,9 @@ def _media_type(request: Request) -> str:
     )
 
 
-def create_app(settings: Settings, service: ModelService | None = None) -> FastAPI:
-    metrics = service.metrics if service else Metrics()
-    svc = service or ModelService(settings, metrics)
+def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+    svc = ModelService(settings, metrics)
     max_batch = settings.max_batch
 
     @asynccontextmanager
@@ -152,29 +153,25 @@ def create_app(settings: Settings, service: ModelService | None = None) -> FastA
         redoc_url=None, docs_url=None,
     )  # fmt: skip
     app.state.service = svc
-    app.state.metrics = metrics
 
     def headers_for(info: Any) -> dict[str, str]:
         return {"x-infer-mode": info.mode, "x-model-sha256": info.sha256}
 
-    async def infer(request: Request) -> Response:
+    async def read_windows(request: Request, single: bool) -> np.ndarray:
         media = _media_type(request)
-        body = await _read_body(request, contract.body_limit(1))
+        body = await _read_body(request, contract.body_limit(1 if single else max_batch))
         if media == _BINARY:
-            x = contract.parse_binary(body, single=True, max_batch=max_batch)
-        else:
-            x = contract.parse_json_window(body)
-        latent, motifs, info = await svc.infer(x)
+            return contract.parse_binary(body, single=single, max_batch=max_batch)
+        if single:
+            return contract.parse_json_window(body)
+        return contract.parse_json_batch(body, max_batch)
+
+    async def infer(request: Request) -> Response:
+        latent, motifs, info = await svc.infer(await read_windows(request, single=True))
         return json_response({"latent": latent[0], "motif_scores": motifs[0]}, headers=headers_for(info))
 
     async def infer_batch(request: Request) -> Response:
-        media = _media_type(request)
-        body = await _read_body(request, contract.body_limit(max_batch))
-        if media == _BINARY:
-            x = contract.parse_binary(body, single=False, max_batch=max_batch)
-        else:
-            x = contract.parse_json_batch(body, max_batch)
-        latent, motifs, info = await svc.infer(x)
+        latent, motifs, info = await svc.infer(await read_windows(request, single=False))
         results = [{"latent": lat, "motif_scores": mot} for lat, mot in zip(latent, motifs, strict=True)]
         return json_response({"results": results}, headers=headers_for(info))
 
@@ -188,7 +185,7 @@ def create_app(settings: Settings, service: ModelService | None = None) -> FastA
             return json_response({"ready": True, "status": svc.status})
         return json_response(
             {"ready": False, "status": svc.status, "reason": svc.reason}, 503,
-            {"retry-after": "5"},
+            {"retry-after": str(svc.retry_after)},
         )  # fmt: skip
 
     async def livez(_: Request) -> Response:
@@ -221,7 +218,7 @@ def create_app(settings: Settings, service: ModelService | None = None) -> FastA
     async def openapi(_: Request) -> Response:
         return json_response(openapi_doc)
 
-    for path, endpoint, methods in (
+    routes = (
         ("/infer", infer, ["POST"]),
         ("/infer/batch", infer_batch, ["POST"]),
         ("/healthz", healthz, ["GET"]),
@@ -232,7 +229,8 @@ def create_app(settings: Settings, service: ModelService | None = None) -> FastA
         ("/v2/models/{name}", oip_model, ["GET"]),
         ("/metrics", metrics_endpoint, ["GET"]),
         ("/openapi.json", openapi, ["GET"]),
-    ):
+    )
+    for path, endpoint, methods in routes:
         app.add_route(path, endpoint, methods=methods, include_in_schema=False)
 
     @app.exception_handler(SidecarError)
@@ -255,5 +253,5 @@ def create_app(settings: Settings, service: ModelService | None = None) -> FastA
         log(40, "unhandled error", path=request.url.path, error=repr(exc))
         return error_response(500, "internal error (see the sidecar log)")
 
-    app.add_middleware(Observability, metrics=metrics)
+    app.add_middleware(Observability, metrics=metrics, routes=[r[0] for r in routes])
     return app

@@ -191,38 +191,38 @@ def _find(rows: list[dict[str, Any]], target: str, payload: str, c: int) -> dict
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[tuple[str, float, str, bool]]:
-    out = []
     stub = _find(rows, "sidecar stub", "json single", 4)
     base = _find(rows, "baseline stub", "json single", 4)
     onnx = _find(rows, "sidecar onnx", "json single", 4)
     jb = _find(rows, "sidecar stub", f"json batch{BATCH}", 4)
     bb = _find(rows, "sidecar stub", f"binary batch{BATCH}", 4)
-    if stub and base and base["windows_per_s"] > 0:
-        r = stub["windows_per_s"] / base["windows_per_s"]
-        out.append(("json single c=4: windows/s vs baseline", r, ">= 3.0x", r >= 3.0))
-        r = stub["p95_ms"] / base["p95_ms"]
-        out.append(("json single c=4: p95 vs baseline", r, "<= 0.5x", r <= 0.5))
-    if stub and onnx:
-        r = onnx["p95_ms"] / stub["p95_ms"]
-        out.append(("onnx p95 vs stub p95 (json single c=4)", r, "<= 1.3x", r <= 1.3))
-    if jb:
-        out.append(
-            (
-                f"json batch{BATCH} c=4 windows/s",
-                jb["windows_per_s"],
-                ">= 10000",
-                jb["windows_per_s"] >= 10000,
-            )
-        )
-    if bb:
-        out.append(
-            (
-                f"binary batch{BATCH} c=4 windows/s",
-                bb["windows_per_s"],
-                ">= 50000",
-                bb["windows_per_s"] >= 50000,
-            )
-        )
+    # (label, value or None when its runs are missing, "at least"?, threshold, unit)
+    speedup = stub and base and base["windows_per_s"] and stub["windows_per_s"] / base["windows_per_s"]
+    checks = [
+        ("json single c=4: windows/s vs baseline", speedup, True, 3.0, "x"),
+        (
+            "json single c=4: p95 vs baseline",
+            stub and base and stub["p95_ms"] / base["p95_ms"],
+            False,
+            0.5,
+            "x",
+        ),
+        (
+            "onnx p95 vs stub p95 (json single c=4)",
+            stub and onnx and onnx["p95_ms"] / stub["p95_ms"],
+            False,
+            1.3,
+            "x",
+        ),
+        (f"json batch{BATCH} c=4 windows/s", jb and jb["windows_per_s"], True, 10000, ""),
+        (f"binary batch{BATCH} c=4 windows/s", bb and bb["windows_per_s"], True, 50000, ""),
+    ]
+    out = []
+    for label, value, at_least, threshold, unit in checks:
+        if not value:
+            continue
+        met = value >= threshold if at_least else value <= threshold
+        out.append((label, float(value), f"{'>=' if at_least else '<='} {threshold:g}{unit}", met))
     return out
 
 

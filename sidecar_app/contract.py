@@ -39,7 +39,7 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _explain(x: Any, where: str) -> str:
+def _explain(x: Any, where: str) -> str | None:
     """Walks one window and names its first violation of the contract (error path only)."""
     if not isinstance(x, list):
         return f"{where} must be a list of {WINDOW_LEN} rows of {CHANNELS} numbers, got {_kind(x)}"
@@ -57,7 +57,7 @@ def _explain(x: Any, where: str) -> str:
                 return f"{where}[{i}][{j}] is not a finite number"
             if abs(v) > FLOAT32_MAX:
                 return f"{where}[{i}][{j}] is out of float32 range (|value| > 3.4e38)"
-    return f"{where} is not a {WINDOW_LEN}x{CHANNELS} array of finite numbers"
+    return None
 
 
 def _first_non_finite(arr: np.ndarray, where: str) -> str:
@@ -65,7 +65,7 @@ def _first_non_finite(arr: np.ndarray, where: str) -> str:
     n, i, j = (int(k) for k in np.argwhere(~np.isfinite(arr))[0])
     value = arr[n, i, j]
     what = "NaN" if np.isnan(value) else "Infinity (or out of float32 range)"
-    prefix = f"{where}[{n}]" if arr.shape[0] > 1 or where == "windows" else where
+    prefix = f"{where}[{n}]" if where == "windows" else where
     return f"{prefix}[{i}][{j}] is {what}"
 
 
@@ -90,23 +90,17 @@ def _windows_to_array(windows: list[Any], body: bytes, where: str) -> np.ndarray
         # numpy turns a boolean among numbers into 1.0/0.0: when such values occur and the body
         # holds a boolean literal somewhere (metadata may), rule booleans out exactly.
         ok = not any(t in orjson.dumps(windows) for t in _BOOL_TOKENS)
-    if not ok:
+    if not ok or arr is None:
         for n, w in enumerate(windows):
-            label = f"{where}[{n}]" if where == "windows" else where
-            msg = _explain(w, label)
-            if not msg.endswith("finite numbers"):
+            msg = _explain(w, f"{where}[{n}]" if where == "windows" else where)
+            if msg:
                 raise InvalidInput(msg)
         raise InvalidInput(f"{where} is not made of {WINDOW_LEN}x{CHANNELS} numeric windows")
-    assert arr is not None
-    if arr.dtype.kind == "f":
-        with np.errstate(over="ignore"):  # overflow becomes inf, reported below
-            out = arr.astype(np.float32)
-        if not np.isfinite(out).all():
-            raise InvalidInput(_first_non_finite(out, where))
-        return out
-    if np.abs(arr).max(initial=0) > FLOAT32_MAX:  # pragma: no cover - int64 cannot exceed it
-        raise InvalidInput(f"{where} has an integer out of float32 range")
-    return arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
+        out = arr.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise InvalidInput(_first_non_finite(out, where))
+    return out
 
 
 def parse_json_window(body: bytes) -> np.ndarray:

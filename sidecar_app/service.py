@@ -71,6 +71,13 @@ class ModelService:
     def ready(self) -> bool:
         return self.active is not None
 
+    @property
+    def retry_after(self) -> int:
+        """Seconds until the next reopen attempt (30 when retrying cannot help)."""
+        if self._next_retry == float("inf"):
+            return 30
+        return max(1, int(min(self._next_retry - self._clock(), 3600)))
+
     def _publish(self) -> None:
         self.metrics.ready.set(1 if self.ready else 0)
         active = self.active
@@ -167,12 +174,7 @@ class ModelService:
         await self.maybe_recover()
         loaded = self.active
         if loaded is None:
-            retry = (
-                max(1, int(min(self._next_retry - self._clock(), 3600)))
-                if self._next_retry != float("inf")
-                else 30
-            )
-            raise NotReady(f"model not ready: {self.reason}", retry_after=retry)
+            raise NotReady(f"model not ready: {self.reason}", retry_after=self.retry_after)
         backend = loaded.backend
         t0 = time.perf_counter()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..contract import CHANNELS, LATENT_DIM, WINDOW_LEN
 from ..errors import ModelLoadError
-from .base import ModelInfo, file_sha256
+from .base import ModelInfo
 
 
 def _dims(shape: list[Any]) -> list[int | None]:
@@ -35,12 +36,15 @@ class OnnxBackend:
             raise ModelLoadError("dependency", f"onnx mode needs onnxruntime: {exc}") from None
         if not self._path.is_file():
             raise ModelLoadError("model_missing", f"ONNX model not found at {self._path} (ONNX_PATH)")
-        sha = file_sha256(self._path)
+        # One read: the bytes that are hashed are the bytes that are loaded, so the reported (and
+        # MODEL_SHA256-checked) sha256 is that of the model actually served.
+        model_bytes = self._path.read_bytes()
+        sha = hashlib.sha256(model_bytes).hexdigest()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self._threads
         opts.inter_op_num_threads = 1
         try:
-            session = ort.InferenceSession(str(self._path), opts, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own hierarchy for bad files
             raise ModelLoadError("model_invalid", f"cannot load ONNX model {self._path}: {exc}") from None
         self._check(session)

@@ -129,8 +129,7 @@ def test_oversized_body_is_refused_without_reading_it(server):
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path):
-    sys.path.insert(0, str(FAKES))
-    import hailo_platform
+    import hailo_platform  # the stand-in (tests/fakes, put on sys.path by conftest)
 
     hef = hailo_platform.write_standin_hef(tmp_path / "model.hef")
     control = tmp_path / "control.json"

@@ -19,11 +19,12 @@ def test_journald_cap(host):
     conf = host.file("/etc/systemd/journald.conf.d/50-hailo-pipeline.conf")
     assert conf.exists
     assert "SystemMaxUse=150M" in conf.content_string
-    journald = host.service("systemd-journald")
-    assert journald.is_running
-    # journald picked up the drop-in (the handler restarted it).
-    out = host.run("systemd-analyze cat-config systemd/journald.conf")
-    assert "SystemMaxUse=150M" in out.stdout
+    assert host.service("systemd-journald").is_running
+    # The handler restarted journald after the drop-in was written, so the cap is in force.
+    started = host.check_output(
+        'date -d "$(systemctl show systemd-journald -p ActiveEnterTimestamp --value)" +%s'
+    )
+    assert int(started) >= int(conf.mtime.timestamp())
 
 
 def test_timesync_configured_and_enabled(host):
@@ -47,7 +48,7 @@ def test_unattended_upgrades_security_only(host):
     assert 'Automatic-Reboot "false"' in conf
     periodic = host.file("/etc/apt/apt.conf.d/20auto-upgrades").content_string
     assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
-    # unattended-upgrades accepts the configuration (parses it, selects no reboot).
+    # unattended-upgrades loads the configuration and lists the origins it allows.
     cmd = host.run("unattended-upgrade --dry-run -v 2>&1 | head -20")
     assert "Allowed origins are" in cmd.stdout
 
