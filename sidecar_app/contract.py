@@ -1,16 +1,21 @@
 """The /infer contract: shapes, limits and the parsers that turn a request body into a tensor.
 
-Parsing is vectorised: the JSON document is decoded by orjson and converted by numpy in one call;
-per-element Python checks run only after the fast path has found a problem, to name it.
+JSON bodies go through two paths. The fast path (simdjson) parses the body, checks the window
+structure (array lengths and the body's bracket count) and copies every number into one float64
+buffer in C, refusing any non-numeric leaf; it only ever accepts. Whatever it does not accept
+goes to the exact path (orjson + numpy), which decides with the same rules and names the
+offending place. Per-element Python checks run only on that error path.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
 import orjson
+import simdjson
 
 from .errors import InvalidInput, MalformedBody
 
@@ -79,6 +84,47 @@ def decode_json(body: bytes) -> Any:
         raise MalformedBody(f"malformed JSON: {exc}{hint}") from None
 
 
+_local = threading.local()
+
+
+def _fast_windows(body: bytes, key: str, single: bool, max_batch: int) -> np.ndarray | None:
+    """(N, 100, 9) float64 when ``body[key]`` is well-formed, else None (the exact path decides)."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = simdjson.Parser()
+    try:
+        doc = parser.parse(body)
+        value = doc.get(key) if isinstance(doc, simdjson.Object) else None
+        if not isinstance(value, simdjson.Array):
+            return None
+        windows: Any = [value] if single else value
+        n = len(windows)
+        if not 1 <= n <= max_batch:
+            return None
+        # The structure by lengths; as_buffer then refuses any leaf that is not a number, but it
+        # flattens nested lists. The body's bracket count rules those out: the windows alone
+        # need exactly this many, so any more (a nested list, or brackets elsewhere in the body)
+        # sends the body to the exact path.
+        if body.count(b"[") != n * (1 + WINDOW_LEN) + (0 if single else 1):
+            return None
+        if not all(len(w) == WINDOW_LEN and all(len(r) == CHANNELS for r in w) for w in windows):
+            return None
+        flat = np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
+    except (ValueError, TypeError, RuntimeError, KeyError):
+        return None
+    if flat.size != n * WINDOW_VALUES:  # pragma: no cover - implied by the checks above
+        return None
+    return flat.reshape(n, WINDOW_LEN, CHANNELS)
+
+
+def _to_float32(arr: np.ndarray, where: str) -> np.ndarray:
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
+        out = arr.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise InvalidInput(_first_non_finite(out, where))
+    return out
+
+
 def _windows_to_array(windows: list[Any], body: bytes, where: str) -> np.ndarray:
     """Converts a list of candidate windows to float32 (N, 100, 9) or raises InvalidInput."""
     try:
@@ -96,15 +142,14 @@ def _windows_to_array(windows: list[Any], body: bytes, where: str) -> np.ndarray
             if msg:
                 raise InvalidInput(msg)
         raise InvalidInput(f"{where} is not made of {WINDOW_LEN}x{CHANNELS} numeric windows")
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
-        out = arr.astype(np.float32)
-    if not np.isfinite(out).all():
-        raise InvalidInput(_first_non_finite(out, where))
-    return out
+    return _to_float32(arr, where)
 
 
 def parse_json_window(body: bytes) -> np.ndarray:
     """``{"x": [[9 numbers] x 100]}`` -> float32 array (1, 100, 9). Extra keys are ignored."""
+    fast = _fast_windows(body, "x", single=True, max_batch=1)
+    if fast is not None:
+        return _to_float32(fast, "x")
     doc = decode_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f'body must be a JSON object with key "x", got {_kind(doc)}')
@@ -115,6 +160,9 @@ def parse_json_window(body: bytes) -> np.ndarray:
 
 def parse_json_batch(body: bytes, max_batch: int) -> np.ndarray:
     """``{"windows": [window, ...]}`` -> float32 array (N, 100, 9), 1 <= N <= max_batch."""
+    fast = _fast_windows(body, "windows", single=False, max_batch=max_batch)
+    if fast is not None:
+        return _to_float32(fast, "windows")
     doc = decode_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f'body must be a JSON object with key "windows", got {_kind(doc)}')

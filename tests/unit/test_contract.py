@@ -248,3 +248,51 @@ def test_max_batch_setting(make_client):
     assert client.post("/infer/batch", json={"windows": [GOOD] * 2}).status_code == 200
     r = client.post("/infer/batch", json={"windows": [GOOD] * 3})
     assert r.status_code == 422 and "at most 2 (MAX_BATCH)" in r.json()["error"]
+
+
+def _exact(body: bytes, key: str) -> np.ndarray:
+    # The exact path alone (orjson + numpy), as used for every body the fast path refuses.
+    from sidecar_app.contract import _windows_to_array
+
+    doc = orjson.loads(body)
+    return _windows_to_array([doc[key]] if key == "x" else doc[key], body, key)
+
+
+@pytest.mark.parametrize("kind", ["floats", "float32 repr", "ints", "mixed", "with metadata"])
+def test_fast_and_exact_json_paths_agree(kind, windows):
+    from sidecar_app.contract import _fast_windows, parse_json_batch, parse_json_window
+
+    data: object = windows.tolist()
+    extra: dict[str, object] = {}
+    if kind == "float32 repr":
+        data = windows
+    elif kind == "ints":
+        data = np.rint(windows * 100).astype(int).tolist()
+    elif kind == "mixed":
+        data = [[[int(v) if k % 2 else v for k, v in enumerate(row)] for row in w] for w in windows.tolist()]
+    elif kind == "with metadata":
+        extra = {"device": "pi-3", "debug": True, "seq": None, "nested": {"windows": "no"}}
+    body = orjson.dumps({**extra, "windows": data}, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert _fast_windows(body, "windows", single=False, max_batch=64) is not None  # fast path taken
+    np.testing.assert_array_equal(parse_json_batch(body, 64), _exact(body, "windows"))
+    one = orjson.dumps({**extra, "x": np.asarray(data)[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert _fast_windows(one, "x", single=True, max_batch=1) is not None
+    np.testing.assert_array_equal(parse_json_window(one), _exact(one, "x"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"windows": [[[1.5, 2]]]}',  # short rows
+        orjson.dumps({"windows": [[[[1.0]] * 9] * 100]}),  # extra nesting
+        orjson.dumps({"windows": [[[1.0] * 8 + [True]] * 100]}),  # boolean leaf
+        orjson.dumps({"windows": [[[1.0] * 8 + ["1"]] * 100]}),  # string leaf
+        orjson.dumps({"windows": [{str(i): 1 for i in range(100)}]}),  # object window
+        orjson.dumps({"windows": [[[1.0] * 9] * 100] * 65}),  # over MAX_BATCH
+        b'{"windows": [[[1e999]]]}',  # overflowing literal
+    ],
+)
+def test_fast_path_refuses_what_it_cannot_vouch_for(body):
+    from sidecar_app.contract import _fast_windows
+
+    assert _fast_windows(body, "windows", single=False, max_batch=64) is None
