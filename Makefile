@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint unit molecule bench smoke-local collection lock openapi clean
+.PHONY: help setup test lint unit images molecule bench collection lock openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -14,7 +14,7 @@ help: ## List the targets
 setup: ## Prepare this machine: venv, Docker, QEMU, registry, lab images (idempotent, cached)
 	@bash scripts/lab/setup.sh
 
-test: ## The test command (README, CI): set-up, lint, unit + API tests, every Molecule scenario
+test: ## The test command (README, CI): set-up, lint, unit + API, images + Compose, Molecule
 	@bash scripts/test.sh
 
 lint: ## All linters: ansible-lint, yamllint, ruff, mypy, hadolint, shellcheck, actionlint
@@ -22,6 +22,9 @@ lint: ## All linters: ansible-lint, yamllint, ruff, mypy, hadolint, shellcheck, 
 
 unit: ## Sidecar unit, API and schemathesis tests (pytest)
 	@bash scripts/test.sh unit
+
+images: ## Runtime image for amd64 + arm64, pushed with a manifest list; image and Compose checks
+	@bash scripts/test.sh images
 
 molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=base)
 	@bash scripts/test.sh molecule $(SCENARIO)
@@ -42,4 +45,4 @@ lock: ## Re-resolve requirements/constraints.txt from pyproject.toml
 	  && rm -rf /tmp/hailo-lock
 
 clean: ## Remove build outputs (the lab's images and registry stay)
-	@rm -rf dist .pytest_cache .mypy_cache .ruff_cache bench-results.json
+	@rm -rf dist build .pytest_cache .mypy_cache .ruff_cache bench-results.json

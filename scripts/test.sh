@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`, run by .ci/run): brings up what the tests need
-# (set-up: dockerd, registry, images, venv), then lint, unit + API tests, Molecule scenarios.
+# (set-up: dockerd, registry, images, venv), then lint, unit + API tests, the runtime image
+# (amd64 + arm64, pushed, manifest list, image and Compose checks), Molecule scenarios.
 # Prints the time per stage and a closing summary. `scripts/test.sh STAGE [ARG]` runs one stage.
 set -uo pipefail
 
@@ -33,7 +34,7 @@ lint() {
   echo "--- ansible-lint"; ansible-lint --profile production --strict -q || rc=1
   echo "--- ruff";         ruff check . && ruff format --check . || rc=1
   echo "--- mypy";         mypy || rc=1
-  echo "--- shellcheck";   shellcheck -x scripts/*.sh scripts/lab/*.sh .ci/run || rc=1
+  echo "--- shellcheck";   shellcheck -x scripts/*.sh scripts/lab/*.sh images/*/*.sh .ci/run || rc=1
   mapfile -t files < <(git ls-files '*Dockerfile*')
   echo "--- hadolint";     [ "${#files[@]}" -eq 0 ] || hadolint "${files[@]}" || rc=1
   echo "--- collection build"
@@ -44,6 +45,10 @@ lint() {
 
 unit() {
   python -m pytest tests/unit -q -p no:cacheprovider
+}
+
+images() {
+  bash scripts/images.sh && python -m pytest tests/images -q -p no:cacheprovider -rA --tb=short
 }
 
 molecule_all() {
@@ -72,13 +77,15 @@ summary() {
 case "${1:-all}" in
   lint) stage lint lint; summary ;;
   unit) stage "unit + API tests" unit; summary ;;
+  images) stage "images + compose" images; summary ;;
   molecule) molecule_all "${2:-}"; summary ;;
   all)
     stage setup bash scripts/lab/setup.sh || { summary; exit 1; }
     stage lint lint
     stage "unit + API tests" unit
+    stage "images + compose" images
     molecule_all
     summary
     ;;
-  *) echo "usage: $0 [all|lint|unit|molecule [SCENARIO]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|lint|unit|images|molecule [SCENARIO]]" >&2; exit 2 ;;
 esac

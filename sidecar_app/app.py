@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, contract
+from . import __version__, contract, shape
 from .errors import BodyTooLarge, NotReady, SidecarError, UnsupportedMediaType
 from .logs import log
 from .metrics import Metrics
@@ -203,9 +203,9 @@ def create_app(settings: Settings) -> FastAPI:
             "name": MODEL_NAME,
             "versions": [settings.config_version],
             "platform": active.info.mode if active else settings.mode,
-            "inputs": [{"name": "x", "datatype": "FP32", "shape": [contract.WINDOW_LEN, contract.CHANNELS]}],
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [shape.WINDOW_LEN, shape.CHANNELS]}],
             "outputs": [
-                {"name": "latent", "datatype": "FP32", "shape": [contract.LATENT_DIM]},
+                {"name": "latent", "datatype": "FP32", "shape": [shape.LATENT_DIM]},
                 {"name": "motif_scores", "datatype": "FP32", "shape": [settings.num_motifs]},
             ],
         })  # fmt: skip

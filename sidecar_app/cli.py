@@ -1,4 +1,4 @@
-"""The hailo-sidecar command: serve, smoke, bench, reference-model, calib-set, openapi."""
+"""The hailo-sidecar command: serve, smoke, probe, versions, bench, reference-model, calib-set, openapi."""
 
 from __future__ import annotations
 
@@ -37,6 +37,37 @@ def _smoke(args: argparse.Namespace) -> int:
 
     failures = run_smoke(args.url, args.expect_sha256, args.expect_config_version, args.num_motifs, args.wait)
     return 1 if failures else 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from .settings import ConfigError, load_settings
+
+    try:
+        port = args.port or load_settings().port
+    except ConfigError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 1
+    url = f"http://127.0.0.1:{port}{args.path}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    except OSError as exc:
+        print(f"probe: {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"probe: {url} HTTP {status}")
+    return 0 if status == 200 else 1
+
+
+def _versions(_: argparse.Namespace) -> int:
+    from .versions import runtime_versions
+
+    print(json.dumps(runtime_versions(), indent=2))
+    return 0
 
 
 def _reference_model(args: argparse.Namespace) -> int:
@@ -89,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-motifs", type=int)
     s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for /readyz first")
     s.set_defaults(func=_smoke)
+
+    s = sub.add_parser("probe", help="exit 0 when the local server answers 200 (container healthcheck)")
+    s.add_argument("--path", default="/readyz", choices=["/readyz", "/healthz"])
+    s.add_argument("--port", type=int, help="default: PORT from the environment (9000)")
+    s.add_argument("--timeout", type=float, default=4.0)
+    s.set_defaults(func=_probe)
+
+    s = sub.add_parser("versions", help="print sidecar, Python, HailoRT and onnxruntime versions (JSON)")
+    s.set_defaults(func=_versions)
 
     s = sub.add_parser("reference-model", help="write the deterministic reference encoder ONNX")
     s.add_argument("out")

@@ -18,11 +18,8 @@ import orjson
 import simdjson
 
 from .errors import InvalidInput, MalformedBody
+from .shape import CHANNELS, WINDOW_LEN, WINDOW_VALUES
 
-WINDOW_LEN = 100  # time steps per window (rows)
-CHANNELS = 9  # IMU channels per time step (columns)
-LATENT_DIM = 64
-WINDOW_VALUES = WINDOW_LEN * CHANNELS
 WINDOW_BYTES = WINDOW_VALUES * 4  # float32
 JSON_BYTES_PER_WINDOW = 64 * 1024  # body limit per window for JSON bodies
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .contract import CHANNELS, LATENT_DIM, WINDOW_BYTES, WINDOW_LEN
+from .contract import WINDOW_BYTES
 from .settings import Settings
+from .shape import CHANNELS, LATENT_DIM, WINDOW_LEN
 
 MODEL_NAME = "imu-encoder"
 

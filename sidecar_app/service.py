@@ -22,6 +22,7 @@ from .errors import DeviceError, ModelLoadError, NotReady
 from .logs import log
 from .metrics import Metrics
 from .settings import Mode, Settings
+from .versions import dist_version
 
 Status = Literal["ok", "degraded", "unavailable"]
 # Failures that retrying cannot fix: the sidecar stays unready until restarted with a fix.
@@ -220,7 +221,7 @@ class ModelService:
     # -- reporting ---------------------------------------------------------------------------
     def health(self) -> dict[str, object]:
         active = self.active
-        versions = {"sidecar": __version__}
+        versions = {"sidecar": __version__, "hailort": dist_version("hailort") or "none"}
         if active:
             versions.update(active.info.versions)
         return {

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import LATENT_DIM, WINDOW_VALUES
 from ..errors import DeviceError, ModelLoadError
+from ..shape import LATENT_DIM, WINDOW_VALUES
+from ..versions import dist_version
 from .base import ModelInfo, file_sha256
 
 RUN_TIMEOUT_MS = 1000
@@ -77,12 +78,8 @@ def _is_hailort_error(exc: BaseException) -> bool:
 
 
 def _hailort_version(hp: Any) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("hailort")
-    except Exception:  # the binding may come from python3-hailort without dist metadata
-        return str(getattr(hp, "__version__", "unknown"))
+    # The binding may come from python3-hailort without dist metadata.
+    return dist_version("hailort") or str(getattr(hp, "__version__", "unknown"))
 
 
 class HailoBackend:

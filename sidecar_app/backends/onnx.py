@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import CHANNELS, LATENT_DIM, WINDOW_LEN
 from ..errors import ModelLoadError
+from ..shape import CHANNELS, LATENT_DIM, WINDOW_LEN
 from .base import ModelInfo
 
 

@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-from ..contract import LATENT_DIM, WINDOW_VALUES
+from ..shape import LATENT_DIM, WINDOW_VALUES
 from .base import ModelInfo
 
 _SEED = 20250831

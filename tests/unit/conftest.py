@@ -11,8 +11,9 @@ import pytest
 from starlette.testclient import TestClient
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
-if str(FAKES) not in sys.path:
-    sys.path.insert(0, str(FAKES))
+for _fakes in (FAKES, FAKES / "dfc"):
+    if str(_fakes) not in sys.path:
+        sys.path.insert(0, str(_fakes))
 
 import hailo_platform  # noqa: E402  (the stand-in, from tests/fakes)
 

@@ -1,0 +1,184 @@
+"""Parse, optimize, compile with a content-addressed stage cache; then the release folder.
+
+Cache keys chain: parse = H(onnx, net, arch, dfc); optimize = H(parse, calib, script, arch, dfc);
+compile = H(optimize, arch, dfc). Unchanged inputs reuse every stage and compile nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from .dfc import DfcCli, dfc_version, paired_hailort
+from .errors import ReleaseExists
+from .inputs import Checked, Request, check, sha256_file
+
+# Manifest fields that identify a build; a rerun that matches them changes nothing.
+IDENTITY = ("onnx_sha256", "calib_sha256", "model_script_sha256", "hw_arch", "dfc_version", "config_version")
+
+
+class Dfc(Protocol):
+    def parse(self, onnx: Path, net_name: str, hw_arch: str, har: Path, workdir: Path) -> None: ...
+    def optimize(
+        self, har: Path, hw_arch: str, calib: Path, model_script: Path | None, out: Path, workdir: Path
+    ) -> None: ...
+    def compile(self, har: Path, hw_arch: str, out_dir: Path, workdir: Path) -> Path: ...
+
+
+@dataclass
+class Result:
+    release: Path
+    manifest: dict[str, object]
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> "cached" | "ran (N.N s)"
+    written: bool = True
+
+    @property
+    def compiled_nothing(self) -> bool:
+        return all(v == "cached" for v in self.stages.values())
+
+
+def _key(*parts: str | None) -> str:
+    return hashlib.sha256("\0".join(p or "-" for p in parts).encode()).hexdigest()
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+class Compiler:
+    def __init__(self, out: Path, cache: Path | None = None, dfc: Dfc | None = None) -> None:
+        self.out = out
+        self.cache = cache or out / ".cache"
+        self._dfc = dfc
+
+    def _stage(self, name: str, key: str, suffix: str, stages: dict[str, str], run: object) -> Path:
+        cached = self.cache / name / f"{key}{suffix}"
+        if cached.is_file():
+            stages[name] = "cached"
+            return cached
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"hailo-{name}-") as work:
+            produced = run(Path(work))  # type: ignore[operator]
+            _atomic_copy(produced, cached)
+        stages[name] = f"ran ({time.monotonic() - t0:.1f} s)"
+        return cached
+
+    def run(self, req: Request, hailort_override: str | None = None) -> Result:
+        checked = check(req)
+        for w in checked.warnings:
+            print(f"hailo-compile: warning: {w}", file=sys.stderr)
+        dfc_v = dfc_version()
+        hailort = paired_hailort(dfc_v, hailort_override)
+        release = self.out / req.model_name / req.version
+        identity = {
+            "onnx_sha256": checked.onnx_sha256,
+            "calib_sha256": checked.calib_sha256,
+            "model_script_sha256": checked.model_script_sha256,
+            "hw_arch": req.hw_arch,
+            "dfc_version": dfc_v,
+            "config_version": req.config_version,
+        }
+        existing = self._existing(release, identity)
+        if existing is not None:
+            return Result(release, existing, dict.fromkeys(("parse", "optimize", "compile"), "cached"), False)
+
+        dfc = self._dfc or DfcCli()
+        net = req.model_name.replace("-", "_")
+        stages: dict[str, str] = {}
+        k_parse = _key("parse", checked.onnx_sha256, net, req.hw_arch, dfc_v)
+        k_opt = _key(
+            "optimize", k_parse, checked.calib_sha256, checked.model_script_sha256, req.hw_arch, dfc_v
+        )
+        k_comp = _key("compile", k_opt, req.hw_arch, dfc_v)
+
+        def parse(work: Path) -> Path:
+            har = work / f"{net}.har"
+            dfc.parse(req.onnx.resolve(), net, req.hw_arch, har, work)
+            return har
+
+        parsed = self._stage("parse", k_parse, ".har", stages, parse)
+
+        def optimize(work: Path) -> Path:
+            har = work / f"{net}_optimized.har"
+            script = req.model_script.resolve() if req.model_script else None
+            dfc.optimize(parsed, req.hw_arch, req.calib.resolve(), script, har, work)
+            return har
+
+        optimized = self._stage("optimize", k_opt, ".har", stages, optimize)
+
+        def compile_(work: Path) -> Path:
+            out_dir = work / "out"
+            out_dir.mkdir()
+            return dfc.compile(optimized, req.hw_arch, out_dir, work)
+
+        hef = self._stage("compile", k_comp, ".hef", stages, compile_)
+        manifest = self._manifest(req, checked, identity, hef, hailort)
+        self._write_release(release, hef, manifest)
+        return Result(release, manifest, stages)
+
+    def _existing(self, release: Path, identity: dict[str, str | None]) -> dict[str, object] | None:
+        path = release / "manifest.json"
+        if not release.exists():
+            return None
+        try:
+            manifest: dict[str, object] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise ReleaseExists(
+                f"{release} exists without a readable manifest.json: remove it or pick another --version"
+            ) from None
+        differs = [k for k in IDENTITY if manifest.get(k) != identity[k]]
+        if differs:
+            raise ReleaseExists(
+                f"release {release} already exists with different {', '.join(differs)}: versions are "
+                "immutable, pass a new --version"
+            )
+        hef = release / "model.hef"
+        if not hef.is_file() or sha256_file(hef) != manifest.get("hef_sha256"):
+            raise ReleaseExists(f"{hef} does not match its manifest's hef_sha256: the release was modified")
+        return manifest
+
+    @staticmethod
+    def _manifest(
+        req: Request, checked: Checked, identity: dict[str, str | None], hef: Path, hailort: str
+    ) -> dict[str, object]:
+        return {
+            "model": req.model_name,
+            "version": req.version,
+            "hef": "model.hef",
+            "hef_sha256": sha256_file(hef),
+            **identity,
+            "hailort_version": hailort,
+            "input": {"name": checked.input_name, "shape": checked.input_shape, "dtype": "float32"},
+            "outputs": checked.output_shapes,
+            "num_motifs": checked.output_shapes["motif_scores"][-1],
+            "calib_samples": checked.calib_samples,
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    @staticmethod
+    def _write_release(release: Path, hef: Path, manifest: dict[str, object]) -> None:
+        release.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{release.name}.", dir=release.parent))
+        try:
+            shutil.copyfile(hef, tmp / "model.hef")
+            (tmp / "model.hef.sha256").write_text(f"{manifest['hef_sha256']}  model.hef\n")
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            for f in tmp.iterdir():
+                f.chmod(0o644)
+            tmp.chmod(0o755)
+            os.rename(tmp, release)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -1,0 +1,121 @@
+"""The Compose file: the stub profile up on each built platform (arm64 under QEMU), the contract
+smoke from the host and from the stack's network, and the hardening as Docker applied it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dockerutil import ROOT, SIDECAR, free_port, sh
+
+COMPOSE = ROOT / "compose" / "compose.yml"
+CONFIG_VERSION = "ci-compose-1"
+
+
+def compose(env: dict[str, str], *args: str, timeout: float = 600) -> str:
+    return sh(
+        "docker", "compose", "-f", str(COMPOSE), *args, env={**os.environ, **env}, timeout=timeout
+    ).stdout
+
+
+@pytest.fixture
+def stub_stack(images: dict[str, Any], platform: str) -> Iterator[dict[str, str]]:
+    arch = platform.split("/")[1]
+    env = {
+        "COMPOSE_PROJECT_NAME": f"hailo-ci-{arch}",
+        "SIDECAR_IMAGE": images["platforms"][platform]["ref"],
+        "SIDECAR_PORT": str(free_port()),
+        "EDGE_NETWORK": f"hailo-ci-{arch}-edge",
+        "CONFIG_VERSION": CONFIG_VERSION,
+        # Docker pulls nothing: the image was just built here.
+        "COMPOSE_PULL_POLICY": "never",
+    }
+    try:
+        # --wait returns once the container's own HEALTHCHECK (hailo-sidecar probe) passes.
+        compose(env, "--profile", "stub", "up", "-d", "--wait", "--wait-timeout", "240", timeout=300)
+        yield env
+    finally:
+        if os.environ.get("KEEP_STACK") != "1":
+            compose(env, "--profile", "stub", "down", "--volumes", "--remove-orphans", "--timeout", "40")
+
+
+def _container(env: dict[str, str]) -> dict[str, Any]:
+    cid = compose(env, "--profile", "stub", "ps", "-q", "hailo-inference-stub").strip()
+    assert cid, "the stub service has no container"
+    data: list[dict[str, Any]] = json.loads(sh("docker", "inspect", cid).stdout)
+    return data[0]
+
+
+def test_stub_profile_passes_the_smoke_from_the_host(stub_stack: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{stub_stack['SIDECAR_PORT']}"
+    out = sh(SIDECAR, "smoke", "--url", url, "--expect-config-version", CONFIG_VERSION, check=False)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "smoke: 5 passed, 0 failed" in out.stdout
+
+
+def test_edgeinfer_url_works_on_the_stack_network(images: dict[str, Any], stub_stack: dict[str, str]) -> None:
+    """A caller on the edge network reaches http://hailo-inference:9000/infer, as EdgeInfer does."""
+    client = images["platforms"]["linux/amd64"]["ref"]
+    out = sh(
+        "docker", "run", "--rm", "--read-only", "--network", stub_stack["EDGE_NETWORK"], client,
+        "smoke", "--url", "http://hailo-inference:9000", "--expect-config-version", CONFIG_VERSION,
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_container_runs_hardened(stub_stack: dict[str, str]) -> None:
+    c = _container(stub_stack)
+    hc = c["HostConfig"]
+    assert c["Config"]["User"] == "10001:10001"
+    assert hc["ReadonlyRootfs"] is True
+    assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"]
+    assert "no-new-privileges:true" in hc["SecurityOpt"]
+    assert hc["Privileged"] is False
+    assert hc["Memory"] == 512 * 1024 * 1024 and hc["PidsLimit"] == 128
+    assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
+    assert hc["RestartPolicy"]["Name"] == "unless-stopped"
+    assert set(hc["Tmpfs"]) == {"/tmp"}
+    assert [b["HostIp"] for b in hc["PortBindings"]["9000/tcp"]] == ["127.0.0.1"]
+    assert c["State"]["Health"]["Status"] == "healthy"
+    name = c["Name"].lstrip("/")
+    assert sh("docker", "exec", name, "id", "-u").stdout.strip() == "10001"
+    denied = sh("docker", "exec", name, "touch", "/opt/venv/probe", check=False)
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+    assert sh("docker", "exec", name, "touch", "/tmp/probe").returncode == 0
+
+
+def test_real_profile_config(images: dict[str, Any]) -> None:
+    """The Pi profile as Compose resolves it: device, group, read-only model mount, real mode."""
+    sha = "ab" * 32
+    env = {
+        "MODEL_SHA256": sha,
+        "CONFIG_VERSION": "cfg-9",
+        "HAILO_GID": "989",
+        "MODELS_DIR": "/srv/hailo/models",
+    }
+    cfg = json.loads(compose(env, "--profile", "real", "config", "--format", "json"))
+    svc = cfg["services"]["hailo-inference"]
+    assert set(cfg["services"]) == {"hailo-inference"}, "only the real service runs in the real profile"
+    assert svc["devices"][0]["source"] == "/dev/hailo0" and svc["devices"][0]["target"] == "/dev/hailo0"
+    assert svc["group_add"] == ["989"]
+    (mount,) = svc["volumes"]
+    assert (mount["source"], mount["target"], mount["read_only"]) == ("/srv/hailo/models", "/models", True)
+    e = svc["environment"]
+    assert (e["INFER_MODE"], e["MODEL_SHA256"], e["CONFIG_VERSION"]) == ("hailo", sha, "cfg-9")
+    assert e["HEF_PATH"] == "/models/model.hef"
+    assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"] and svc["user"] == "10001:10001"
+    assert svc["networks"]["edge"]["aliases"] == ["hailo-inference"]
+    assert "privileged" not in svc
+
+
+def test_env_example_documents_every_variable() -> None:
+    import re
+
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE.read_text()))
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / "compose" / ".env.example").read_text(), re.M))
+    assert used == documented, f"undocumented: {used - documented}; stale: {documented - used}"

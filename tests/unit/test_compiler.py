@@ -1,0 +1,321 @@
+"""hailo-compile orchestration against the stand-in DFC (tests/fakes/dfc): input checks, the
+documented CLI calls, the stage cache, immutable releases, and serving the compiled HEF."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import standin_dfc  # the stand-in, from tests/fakes/dfc (on sys.path below)
+from onnx import TensorProto, helper
+
+from hef_compiler.cli import main
+from hef_compiler.inputs import sha256_file
+from sidecar_app.backends.hailo import HailoBackend
+from sidecar_app.refmodel import calibration_set, reference_model
+
+pytestmark = pytest.mark.usefixtures("dfc")
+
+
+@pytest.fixture
+def dfc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Installs the stand-in `hailo` and its package metadata; returns the call log."""
+    bindir, site = standin_dfc.install(tmp_path / "dfc")
+    monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
+    monkeypatch.syspath_prepend(str(site))
+    log = tmp_path / "dfc-calls.jsonl"
+    monkeypatch.setenv("HAILO_STANDIN_DFC_LOG", str(log))
+    monkeypatch.delenv("HAILO_STANDIN_DFC_FAIL", raising=False)
+    return log
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    d = tmp_path / "in"
+    script = d / "model.alls"
+    d.mkdir()
+    script.write_text("model_optimization_flavor(optimization_level=0)\n")
+    return {
+        "onnx": reference_model(d / "model.onnx"),
+        "calib": calibration_set(d / "calib.npy", 64),
+        "script": script,
+        "out": tmp_path / "out",
+    }
+
+
+def calls(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    return [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+
+
+def run(inputs: dict[str, Path], *extra: str, version: str = "1.0.0", **over: Path) -> int:
+    p = {**inputs, **over}
+    argv = ["--onnx", str(p["onnx"]), "--calib", str(p["calib"]), "--hw-arch", "hailo8",
+            "--version", version, "--config-version", "cfg-7", "--out", str(p["out"]), *extra]  # fmt: skip
+    return main(argv)
+
+
+def test_release_files_and_manifest(inputs: dict[str, Path], dfc: Path) -> None:
+    assert run(inputs, "--model-script", str(inputs["script"])) == 0
+    rel = inputs["out"] / "imu-encoder" / "1.0.0"
+    assert sorted(p.name for p in rel.iterdir()) == ["manifest.json", "model.hef", "model.hef.sha256"]
+    # The checksum file is in sha256sum format: the Pi verifies with `sha256sum -c`.
+    subprocess.run(["sha256sum", "--check", "--strict", "model.hef.sha256"], cwd=rel, check=True)
+    m = json.loads((rel / "manifest.json").read_text())
+    assert m["hef_sha256"] == sha256_file(rel / "model.hef")
+    assert m["onnx_sha256"] == sha256_file(inputs["onnx"])
+    assert m["calib_sha256"] == sha256_file(inputs["calib"])
+    assert m["model_script_sha256"] == sha256_file(inputs["script"])
+    assert (m["dfc_version"], m["hailort_version"], m["hw_arch"]) == ("3.33.0", "4.23", "hailo8")
+    assert (m["model"], m["version"], m["config_version"]) == ("imu-encoder", "1.0.0", "cfg-7")
+    assert m["input"] == {"name": "x", "shape": [1, 100, 9], "dtype": "float32"}
+    assert m["outputs"] == {"latent": [1, 64], "motif_scores": [1, 12]}
+    assert m["num_motifs"] == 12 and m["calib_samples"] == 64
+    assert m["created_at"].endswith("Z")
+
+
+def test_dfc_called_with_the_documented_cli(inputs: dict[str, Path], dfc: Path) -> None:
+    assert run(inputs, "--model-script", str(inputs["script"])) == 0
+    parse, optimize, compile_ = calls(dfc)
+    assert parse[:3] == ["parser", "onnx", str(inputs["onnx"].resolve())]
+    assert parse[parse.index("--net-name") + 1] == "imu_encoder" and "-y" in parse
+    assert optimize[0] == "optimize" and optimize[1].endswith(".har")
+    assert optimize[optimize.index("--calib-set-path") + 1] == str(inputs["calib"].resolve())
+    assert optimize[optimize.index("--model-script") + 1] == str(inputs["script"].resolve())
+    assert compile_[0] == "compiler" and "--output-dir" in compile_
+    assert all(c[c.index("--hw-arch") + 1] == "hailo8" for c in (parse, optimize, compile_))
+
+
+def test_rerun_with_unchanged_inputs_compiles_nothing(
+    inputs: dict[str, Path], dfc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(inputs) == 0
+    rel = inputs["out"] / "imu-encoder" / "1.0.0"
+    before = {p.name: p.stat().st_mtime_ns for p in rel.iterdir()}
+    capsys.readouterr()
+    assert run(inputs) == 0
+    assert "up to date; compiled nothing" in capsys.readouterr().out
+    assert len(calls(dfc)) == 3, "the rerun called the DFC"
+    assert {p.name: p.stat().st_mtime_ns for p in rel.iterdir()} == before
+
+
+def test_new_version_with_same_inputs_comes_from_the_cache(
+    inputs: dict[str, Path], dfc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(inputs) == 0
+    capsys.readouterr()
+    assert run(inputs, version="1.0.1") == 0
+    assert "from the stage cache; compiled nothing" in capsys.readouterr().out
+    assert len(calls(dfc)) == 3
+    hefs = [inputs["out"] / "imu-encoder" / v / "model.hef" for v in ("1.0.0", "1.0.1")]
+    assert hefs[0].read_bytes() == hefs[1].read_bytes()
+
+
+def test_changed_model_script_reuses_parse_only(inputs: dict[str, Path], dfc: Path) -> None:
+    assert run(inputs) == 0
+    assert run(inputs, "--model-script", str(inputs["script"]), version="1.1.0") == 0
+    assert [c[0] for c in calls(dfc)] == ["parser", "optimize", "compiler", "optimize", "compiler"]
+    hefs = [inputs["out"] / "imu-encoder" / v / "model.hef" for v in ("1.0.0", "1.1.0")]
+    assert hefs[0].read_bytes() != hefs[1].read_bytes()
+
+
+def test_changed_calibration_set_reruns_optimize(inputs: dict[str, Path], dfc: Path, tmp_path: Path) -> None:
+    assert run(inputs) == 0
+    other = calibration_set(tmp_path / "calib2.npy", 64, seed=99)
+    assert run(inputs, version="1.2.0", calib=other) == 0
+    assert [c[0] for c in calls(dfc)][3:] == ["optimize", "compiler"]
+
+
+def test_existing_version_with_other_inputs_is_refused(
+    inputs: dict[str, Path], dfc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(inputs) == 0
+    rel = inputs["out"] / "imu-encoder" / "1.0.0"
+    manifest = (rel / "manifest.json").read_text()
+    other = reference_model(tmp_path / "other.onnx", seed=3)
+    assert run(inputs, onnx=other) == 3
+    err = capsys.readouterr().err
+    assert "already exists with different onnx_sha256" in err and "new --version" in err
+    assert (rel / "manifest.json").read_text() == manifest
+    assert len(calls(dfc)) == 3
+
+
+def test_modified_release_is_detected(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(inputs) == 0
+    (inputs["out"] / "imu-encoder" / "1.0.0" / "model.hef").write_bytes(b"tampered")
+    assert run(inputs) == 3
+    assert "does not match its manifest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["parse", "optimize", "compile"])
+def test_failed_stage_writes_no_release_and_no_cache_entry(
+    inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stage: str
+) -> None:
+    monkeypatch.setenv("HAILO_STANDIN_DFC_FAIL", stage)
+    assert run(inputs) == 4
+    err = capsys.readouterr().err
+    assert f"DFC {stage} failed (exit 1)" in err and "stand-in" in err
+    assert not (inputs["out"] / "imu-encoder").exists()
+    stage_dir = inputs["out"] / ".cache" / stage
+    assert not stage_dir.exists() or not any(stage_dir.iterdir())
+    monkeypatch.delenv("HAILO_STANDIN_DFC_FAIL")
+    assert run(inputs) == 0, "a retry after the failure must work"
+
+
+def test_missing_dfc_is_named(
+    inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p.endswith("/dfc/site")])
+    assert run(inputs) == 4
+    assert "Dataflow Compiler is not installed" in capsys.readouterr().err
+    assert not inputs["out"].exists()
+
+
+def test_unknown_dfc_version_needs_an_explicit_hailort(
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p.endswith("/dfc/site")])
+    _, site = standin_dfc.install(tmp_path / "dfc-new", version="3.40.1")
+    monkeypatch.syspath_prepend(str(site))
+    assert run(inputs) == 4
+    assert "not in the pairing table" in capsys.readouterr().err
+    assert run(inputs, "--hailort-version", "4.30") == 0
+    m = json.loads((inputs["out"] / "imu-encoder" / "1.0.0" / "manifest.json").read_text())
+    assert (m["dfc_version"], m["hailort_version"]) == ("3.40.1", "4.30")
+
+
+def test_compiled_hef_is_served_by_the_hailo_backend(inputs: dict[str, Path]) -> None:
+    """The release goes straight into the sidecar (HailoRT stand-in): shapes and names line up."""
+    assert run(inputs) == 0
+    backend = HailoBackend(inputs["out"] / "imu-encoder" / "1.0.0" / "model.hef", 12)
+    info = backend.load()
+    try:
+        latent, motifs = backend.infer(np.zeros((2, 100, 9), np.float32))
+        assert latent.shape == (2, 64) and motifs.shape == (2, 12)
+        assert (
+            info.sha256
+            == json.loads((inputs["out"] / "imu-encoder/1.0.0/manifest.json").read_text())["hef_sha256"]
+        )
+    finally:
+        backend.close()
+
+
+# --- input validation: each bad input is named, nothing runs, nothing is written ---------------
+
+
+def _onnx(
+    path: Path, in_dims: list[object], outs: dict[str, int], dtype: int = TensorProto.FLOAT, n_inputs: int = 1
+) -> Path:
+    inputs = [helper.make_tensor_value_info(f"x{i}", dtype, in_dims) for i in range(n_inputs)]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", d]) for n, d in outs.items()]
+    nodes = [helper.make_node("Identity", ["x0"], [n]) for n in outs]
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs))
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _npy(path: Path, arr: np.ndarray) -> Path:
+    np.save(path, arr)
+    return path
+
+
+GOOD_OUTS = {"latent": 64, "motif_scores": 12}
+WINDOWS = np.zeros((64, 1, 100, 9), np.float32)
+
+
+def _nan_calib() -> np.ndarray:
+    a = WINDOWS.copy()
+    a[5, 0, 3, 2] = np.nan
+    return a
+
+
+BAD = {
+    "onnx missing": ({"onnx": "missing"}, [], "--onnx", "no such file"),
+    "onnx garbage": ({"onnx": b"not a protobuf"}, [], "--onnx", "not a readable ONNX model"),
+    "onnx 8 channels": ({"onnx": (["N", 100, 8], GOOD_OUTS)}, [], "--onnx", "has shape ['N', 100, 8]"),
+    "onnx two inputs": (
+        {"onnx": (["N", 100, 9], GOOD_OUTS, TensorProto.FLOAT, 2)},
+        [],
+        "--onnx",
+        "has 2 inputs",
+    ),
+    "onnx int input": (
+        {"onnx": (["N", 100, 9], GOOD_OUTS, TensorProto.INT64)},
+        [],
+        "--onnx",
+        "is not float32",
+    ),
+    "onnx latent 32": (
+        {"onnx": (["N", 100, 9], {"latent": 32, "motif_scores": 12})},
+        [],
+        "--onnx",
+        "latent has 32",
+    ),
+    "onnx one output": ({"onnx": (["N", 100, 9], {"latent": 64})}, [], "--onnx", "the contract needs two"),
+    "num motifs": ({}, ["--num-motifs", "10"], "--onnx", "motif_scores has 12 values, --num-motifs is 10"),
+    "calib float64": ({"calib": WINDOWS.astype(np.float64)}, [], "--calib", "dtype is float64"),
+    "calib NHW": ({"calib": np.zeros((64, 100, 9), np.float32)}, [], "--calib", "add the H axis"),
+    "calib too few": ({"calib": WINDOWS[:10]}, [], "--calib", "10 samples; at least 64"),
+    "calib NaN": (
+        {"calib": _nan_calib()},
+        [],
+        "--calib",
+        "1 non-finite values (NaN or inf), first at (5, 0, 3, 2)",
+    ),
+    "calib pickle": ({"calib": np.array([{"a": 1}], dtype=object)}, [], "--calib", "not a .npy array"),
+    "calib text": ({"calib": b"1,2,3"}, [], "--calib", "not a .npy array"),
+    "hw arch": ({}, ["--hw-arch", "hailo10h"], "--hw-arch", "one of hailo8, hailo8l"),
+    "model name": ({}, ["--model-name", "../etc"], "--model-name", "lower-case letters"),
+    "version path": ({}, ["--version", "../1"], "--version", "letters, digits"),
+    "config version": ({}, ["--config-version", " "], "--config-version", "1 to 128"),
+    "script missing": ({}, ["--model-script", "/nonexistent.alls"], "--model-script", "no such file"),
+    "script binary": (
+        {"script": b"\xff\xfe\x00"},
+        ["--model-script", "@script"],
+        "--model-script",
+        "not a UTF-8",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_invalid_input_is_named_and_nothing_runs(
+    inputs: dict[str, Path], dfc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    files, extra, flag, text = BAD[case]
+    over: dict[str, Path] = {}
+    for key, spec in files.items():
+        path = tmp_path / f"bad-{key}"
+        if isinstance(spec, str):  # "missing"
+            pass
+        elif isinstance(spec, bytes):
+            path.write_bytes(spec)
+        elif isinstance(spec, np.ndarray):
+            path = _npy(path.with_suffix(".npy"), spec)
+        else:
+            path = _onnx(path, *spec)
+        over[key] = path
+    extra = [str(over.pop("script")) if a == "@script" else a for a in extra]
+    assert run(inputs, *extra, **over) == 2
+    err = capsys.readouterr().err
+    assert "invalid input, nothing was run" in err
+    line = next((ln for ln in err.splitlines() if ln.strip().startswith(f"- {flag}")), "")
+    assert text in line, err
+    assert calls(dfc) == [] and not inputs["out"].exists()
+
+
+def test_all_problems_are_reported_at_once(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_calib = _npy(tmp_path / "c.npy", WINDOWS.astype(np.float64))
+    assert run(inputs, "--hw-arch", "x", "--config-version", "", calib=bad_calib) == 2
+    problems = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("  - ")]
+    assert len(problems) == 3, problems
