@@ -156,3 +156,23 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
     assert code in (0, -signal.SIGTERM)
     log = srv.proc.stdout.read().decode() if srv.proc.stdout else ""
     assert '"msg":"stopped"' in log
+
+
+def _probe(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "sidecar_app.cli", "probe", "--port", str(port), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def test_probe_is_the_container_healthcheck(server):
+    ready = _probe(server.port)
+    assert ready.returncode == 0 and "HTTP 200" in ready.stdout
+    nothing = _probe(_free_port())
+    assert nothing.returncode == 1 and "Connection refused" in nothing.stderr
+
+
+@pytest.mark.parametrize(
+    "server", [{"INFER_MODE": "onnx", "ONNX_PATH": "/nonexistent/model.onnx"}], indirect=True
+)
+def test_probe_fails_while_not_ready_but_alive(server):
+    assert _probe(server.port).returncode == 1
+    assert "HTTP 503" in _probe(server.port).stdout

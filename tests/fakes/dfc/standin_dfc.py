@@ -4,16 +4,20 @@ It accepts the documented invocations (parser onnx / optimize / compiler, see
 hef_compiler/dfc.py), records each call as a JSON line in $HAILO_STANDIN_DFC_LOG, and writes
 deterministic outputs: HARs are JSON, the HEF is the stand-in format that
 tests/fakes/hailo_platform serves. $HAILO_STANDIN_DFC_FAIL=STAGE makes that stage fail.
-``install(root)`` puts a `hailo` command and hailo_dataflow_compiler metadata under root.
+``install(root)`` puts a `hailo` command and hailo_dataflow_compiler metadata under root;
+``wheel(dest)`` packs this module as hailo_dataflow_compiler-VERSION-py3-none-any.whl (console
+script `hailo`) for building the compiler image.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 VERSION = "3.33.0"
@@ -32,6 +36,28 @@ def install(root: Path, version: str = VERSION) -> tuple[Path, Path]:
         f"Metadata-Version: 2.1\nName: hailo_dataflow_compiler\nVersion: {version}\n"
     )
     return bindir, site
+
+
+def wheel(dest: Path, version: str = VERSION) -> Path:
+    """The stand-in as an installable wheel, with the DFC's numpy and onnx dependencies."""
+    info = f"hailo_dataflow_compiler-{version}.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: hailo_dataflow_compiler\nVersion: {version}\n"
+    files = {
+        "standin_dfc.py": Path(__file__).read_bytes(),
+        f"{info}/METADATA": (meta + "Requires-Dist: numpy\nRequires-Dist: onnx\n").encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: x\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/entry_points.txt": b"[console_scripts]\nhailo = standin_dfc:entry\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    path = dest / f"hailo_dataflow_compiler-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        z.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    return path
 
 
 def _digest(*parts: bytes) -> str:
@@ -117,5 +143,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry() -> None:
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    entry()
