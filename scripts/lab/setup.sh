@@ -37,7 +37,7 @@ apt_missing() {
 
 step_host_packages() {
   local missing
-  missing="$(apt_missing debootstrap python3-venv ca-certificates curl git make xz-utils)"
+  missing="$(apt_missing debootstrap python3-venv ca-certificates curl git make xz-utils socat)"
   if [ -z "$missing" ]; then cached; return; fi
   $SUDO apt-get update -q
   # shellcheck disable=SC2086
@@ -129,6 +129,19 @@ step_registry() {
   wait_for "registry on $REGISTRY" 30 curl -fsS "http://$REGISTRY/v2/"
 }
 
+# Lab containers (Molecule hosts running their own Docker) reach the registry at the Docker
+# bridge's gateway; the registry itself stays on 127.0.0.1. Hosts forward their own
+# 127.0.0.1:5000 there, so every Docker in the lab uses the same name for it.
+step_registry_bridge() {
+  local gw
+  gw="$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')"
+  [ -n "$gw" ] || die "no gateway on Docker's bridge network"
+  if curl -fsS "http://$gw:${REGISTRY##*:}/v2/" >/dev/null 2>&1; then cached; return; fi
+  $SUDO setsid nohup socat "TCP-LISTEN:${REGISTRY##*:},bind=$gw,fork,reuseaddr" "TCP:$REGISTRY" \
+    >"$STATE/registry-bridge.log" 2>&1 </dev/null &
+  wait_for "registry on $gw" 15 curl -fsS "http://$gw:${REGISTRY##*:}/v2/"
+}
+
 step_venv() {
   local stamp want
   want="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements/constraints.txt" | sha256sum | cut -c1-16)"
@@ -211,11 +224,12 @@ step_systemd_trixie() { build_systemd_image trixie; }
 
 main() {
   $SUDO mkdir -p "$STATE"
-  run_step host_packages "host packages (debootstrap, venv, curl)"
+  run_step host_packages "host packages (debootstrap, venv, curl, socat)"
   run_step docker_packages "Docker engine, buildx, compose v2, QEMU, registry"
   run_step binfmt "arm64 binfmt registration"
   run_step dockerd "Docker daemon running"
   run_step registry "lab registry on $REGISTRY"
+  run_step registry_bridge "lab registry reachable from lab containers (bridge gateway)"
   run_step venv "Python venv (.venv) from requirements/constraints.txt"
   run_step collection_link "collection synchrony.hailo_pipeline on the collections path"
   run_step image_bookworm_amd64 "base image hailo-lab/debian:bookworm-amd64"

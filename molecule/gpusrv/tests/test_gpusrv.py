@@ -1,9 +1,13 @@
-"""GPUSrv after the gpusrv playbook: Docker, the hailo-builder builder with arm64, the runner."""
+"""GPUSrv after the gpusrv playbook: Docker, the hailo-builder builder with arm64, the runner,
+the compiled release, the runtime image in the registry and the stub stack."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +78,60 @@ def test_runner_tarball_is_the_pinned_one(host):
     assert tarball.exists and tarball.user == "github-runner"
     served = host.file("/srv/hailo-lab/actions-runner-standin.tar.gz")
     assert tarball.sha256sum == served.sha256sum
+
+
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+LIST = "127.0.0.1:5000/lab-gpusrv/sidecar:0.1.0"
+COMPOSE = "docker compose -p hailo --project-directory /opt/hailo/stack --profile stub"
+
+
+def test_compiled_release_on_the_host_and_the_controller(host):
+    """hef_compile ran the compiler container (stand-in DFC) and fetched the release back."""
+    fetched = EPHEMERAL / "artifacts" / "imu-encoder" / "1.0.0"
+    manifest = json.loads((fetched / "manifest.json").read_text())
+    hef_sha = hashlib.sha256((fetched / "model.hef").read_bytes()).hexdigest()
+    assert manifest["hef_sha256"] == hef_sha
+    assert (fetched / "model.hef.sha256").read_text() == f"{hef_sha}  model.hef\n"
+    assert (manifest["dfc_version"], manifest["hailort_version"], manifest["config_version"]) == (
+        "3.33.0", "4.23", "lab-gpusrv-1",
+    )  # fmt: skip
+    on_host = host.file("/opt/hailo/compile/out/imu-encoder/1.0.0/model.hef")
+    assert on_host.sha256sum == hef_sha and on_host.uid == 10001
+    check = host.run(
+        "cd /opt/hailo/compile/out/imu-encoder/1.0.0 && sha256sum --check --strict model.hef.sha256"
+    )
+    assert check.rc == 0, check.stderr
+
+
+def test_runtime_image_list_in_the_registry_has_arm64(host):
+    raw = host.run(f"docker buildx imagetools inspect --raw {LIST}")
+    assert raw.rc == 0, raw.stderr
+    platforms = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}" for m in json.loads(raw.stdout)["manifests"]
+    }
+    assert platforms == {"linux/arm64", "linux/amd64"}
+    digest = host.run(f"docker buildx imagetools inspect {LIST} --format '{{{{json .Manifest.Digest}}}}'")
+    record = json.loads((EPHEMERAL / "sidecar-image.json").read_text())
+    assert record["digest"] == json.loads(digest.stdout)
+    revision = subprocess.run(["git", "-C", os.environ["MOLECULE_PROJECT_DIRECTORY"], "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert record["revision"] == revision
+    git_tag = host.run(
+        f"docker buildx imagetools inspect {record['git_tag']} --format '{{{{json .Manifest.Digest}}}}'"
+    )
+    assert json.loads(git_tag.stdout) == record["digest"], "the git-revision tag names the same list"
+
+
+def test_stub_stack_is_healthy_and_passes_the_smoke(host):
+    cid = host.run(f"{COMPOSE} ps -q hailo-inference-stub")
+    assert cid.rc == 0 and cid.stdout.strip()
+    state = json.loads(host.run(f"docker inspect {cid.stdout.strip()}").stdout)[0]
+    assert state["State"]["Health"]["Status"] == "healthy"
+    record = json.loads((EPHEMERAL / "sidecar-image.json").read_text())
+    assert state["Config"]["Image"] == f"127.0.0.1:5000/lab-gpusrv/sidecar@{record['digest']}"
+    smoke = host.run(
+        f"{COMPOSE} exec -T hailo-inference-stub "
+        "hailo-sidecar smoke --url http://127.0.0.1:9000 --expect-config-version lab-gpusrv-1"
+    )
+    assert smoke.rc == 0, smoke.stdout + smoke.stderr
+    assert "smoke: 5 passed, 0 failed" in smoke.stdout

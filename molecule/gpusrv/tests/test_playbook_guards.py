@@ -40,6 +40,11 @@ BAD = {
     "labels not a list of names": ({"ci_runner_labels": ["ok", "bad label"]}, "ci_runner_labels"),
     "missing scope": ({"ci_runner_scope_url": ""}, "ci_runner_scope_url"),
     "unknown driver": ({"buildx_qemu_builder_driver": "kubernetes"}, "buildx_qemu_builder_driver"),
+    "missing registry": ({"sidecar_image_registry": ""}, "sidecar_image_registry"),
+    "model without a version": (
+        {"hef_compile_models": [{"name": "m", "onnx": "a.onnx", "calib": "c.npy", "config_version": "c"}]},
+        "hef_compile_models",
+    ),
     "insecure registry with scheme": (
         {"docker_engine_insecure_registries": ["http://10.0.0.5:5000"]},
         "docker_engine_insecure_registries",
@@ -79,3 +84,10 @@ def test_runner_token_never_reaches_the_output_even_at_vvv(host):
     assert journal.rc == 0 and "github-runner" in journal.stdout, "the journal was not read"
     assert TOKEN not in journal.stdout
     assert host.service("actions-runner").is_running
+
+
+def test_compile_without_a_dfc_wheel_skips_with_its_message(host):
+    out = play("--tags", "hef_compile", "-e", "hef_compile_dfc_wheel=")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "hef_compile skipped: no Dataflow Compiler wheel is configured" in out.stdout
+    assert recap_changed(out.stdout) == 0
