@@ -30,8 +30,6 @@ def stub_stack(images: dict[str, Any], platform: str) -> Iterator[dict[str, str]
         "SIDECAR_PORT": str(free_port()),
         "EDGE_NETWORK": f"hailo-ci-{arch}-edge",
         "CONFIG_VERSION": CONFIG_VERSION,
-        # Docker pulls nothing: the image was just built here.
-        "COMPOSE_PULL_POLICY": "never",
     }
     try:
         # --wait returns once the container's own HEALTHCHECK (hailo-sidecar probe) passes.

@@ -92,7 +92,6 @@ def test_real_profile_serves_a_compiled_release(hailort_image: dict[str, Any], t
         "MODEL_SHA256": manifest["hef_sha256"],
         "CONFIG_VERSION": manifest["config_version"],
         "HAILO_DEVICE": "/dev/null",  # stand-in device node: the container sees /dev/hailo0
-        "COMPOSE_PULL_POLICY": "never",
     }
     cenv = {**os.environ, **stack}
     base = ["docker", "compose", "-f", str(COMPOSE), "--profile", "real"]
