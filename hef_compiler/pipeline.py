@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,14 +64,16 @@ class Compiler:
         self.cache = cache or out / ".cache"
         self._dfc = dfc
 
-    def _stage(self, name: str, key: str, suffix: str, stages: dict[str, str], run: object) -> Path:
+    def _stage(
+        self, name: str, key: str, suffix: str, stages: dict[str, str], run: Callable[[Path], Path]
+    ) -> Path:
         cached = self.cache / name / f"{key}{suffix}"
         if cached.is_file():
             stages[name] = "cached"
             return cached
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"hailo-{name}-") as work:
-            produced = run(Path(work))  # type: ignore[operator]
+            produced = run(Path(work))
             _atomic_copy(produced, cached)
         stages[name] = f"ran ({time.monotonic() - t0:.1f} s)"
         return cached

@@ -43,7 +43,7 @@ def hailort_image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_image_carries_the_hailort_it_was_given(hailort_image: dict[str, Any]) -> None:
     ref = hailort_image["platforms"]["linux/amd64"]["ref"]
-    assert ref.endswith(f":0.1.0-hailort{VERSION}-amd64") or f"-hailort{VERSION}-amd64" in ref
+    assert ref.endswith(f":0.1.0-hailort{VERSION}-amd64"), ref
     assert json.loads(sh("docker", "run", "--rm", ref, "versions").stdout)["hailort"] == VERSION
     labels = json.loads(sh("docker", "image", "inspect", ref).stdout)[0]["Config"]["Labels"]
     assert labels["io.synchrony.hailort.version"] == VERSION

@@ -4,6 +4,7 @@ documented CLI calls, the stage cache, immutable releases, and serving the compi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("dfc")
 def dfc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Installs the stand-in `hailo` and its package metadata; returns the call log."""
     bindir, site = standin_dfc.install(tmp_path / "dfc")
-    monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     monkeypatch.syspath_prepend(str(site))
     log = tmp_path / "dfc-calls.jsonl"
     monkeypatch.setenv("HAILO_STANDIN_DFC_LOG", str(log))
