@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .dfc import DfcCli, dfc_version, paired_hailort
-from .errors import ReleaseExists
+from .errors import InputError, ReleaseExists
 from .inputs import Checked, Request, check, sha256_file
 
 # Manifest fields that identify a build; a rerun that matches them changes nothing.
@@ -128,7 +128,7 @@ class Compiler:
 
         hef = self._stage("compile", k_comp, ".hef", stages, compile_)
         manifest = self._manifest(req, checked, identity, hef, hailort)
-        self._write_release(release, hef, manifest)
+        self._write_release(release, hef, req.onnx, manifest)
         return Result(release, manifest, stages)
 
     def _existing(self, release: Path, identity: dict[str, str | None]) -> dict[str, object] | None:
@@ -150,6 +150,10 @@ class Compiler:
         hef = release / "model.hef"
         if not hef.is_file() or sha256_file(hef) != manifest.get("hef_sha256"):
             raise ReleaseExists(f"{hef} does not match its manifest's hef_sha256: the release was modified")
+        onnx = release / "model.onnx"
+        # Releases made before the ONNX travelled with the HEF have none; a present one must match.
+        if onnx.exists() and sha256_file(onnx) != manifest.get("onnx_sha256"):
+            raise ReleaseExists(f"{onnx} does not match its manifest's onnx_sha256: the release was modified")
         return manifest
 
     @staticmethod
@@ -171,11 +175,15 @@ class Compiler:
         }
 
     @staticmethod
-    def _write_release(release: Path, hef: Path, manifest: dict[str, object]) -> None:
+    def _write_release(release: Path, hef: Path, onnx: Path, manifest: dict[str, object]) -> None:
         release.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{release.name}.", dir=release.parent))
         try:
             shutil.copyfile(hef, tmp / "model.hef")
+            # The source model travels with the HEF: the sidecar's onnx mode and fallback, and parity.
+            shutil.copyfile(onnx, tmp / "model.onnx")
+            if sha256_file(tmp / "model.onnx") != manifest["onnx_sha256"]:
+                raise InputError([f"{onnx} changed while compiling: run hailo-compile again"])
             (tmp / "model.hef.sha256").write_text(f"{manifest['hef_sha256']}  model.hef\n")
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             for f in tmp.iterdir():

@@ -1,4 +1,5 @@
-"""The hailo-sidecar command: serve, smoke, probe, versions, bench, reference-model, calib-set, openapi."""
+"""The hailo-sidecar command: serve, smoke, probe, versions, bench, parity, reference-model, calib-set,
+openapi."""
 
 from __future__ import annotations
 
@@ -105,6 +106,12 @@ def _bench(args: argparse.Namespace) -> int:
     return int(bench_main(args))
 
 
+def _parity(args: argparse.Namespace) -> int:
+    from .parity import main as parity_main
+
+    return parity_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hailo-sidecar", description=__doc__)
     p.add_argument("--version", action="version", version=__version__)
@@ -154,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json-out", default="bench-results.json")
     s.add_argument("--quick", action="store_true", help="concurrency 4 only, 1 s runs")
     s.set_defaults(func=_bench)
+
+    s = sub.add_parser("parity", help="compare a candidate with the reference ONNX window by window")
+    s.add_argument("--reference", required=True, help="onnx:PATH, the model the .hef was compiled from")
+    s.add_argument(
+        "--candidate", required=True, help="http(s)://HOST:PORT (a sidecar), onnx:PATH, hailo:PATH or stub"
+    )
+    s.add_argument("--windows", required=True, help=".npy of shape (N, 100, 9) or (N, 1, 100, 9)")
+    s.add_argument("--report", default="parity-report.json", help="JSON report (default parity-report.json)")
+    s.add_argument("--num-motifs", type=int, default=12)
+    s.add_argument("--batch", type=int, default=64, help="windows per call (the sidecar's MAX_BATCH at most)")
+    s.add_argument("--limit", type=int, default=0, help="first N windows only (0: all)")
+    s.add_argument("--min-cosine", type=float, default=0.99)
+    s.add_argument("--max-abs-error", type=float, default=0.05)
+    s.add_argument("--top-k", type=int, default=3)
+    s.add_argument("--min-topk-agreement", type=float, default=0.9)
+    s.add_argument("--max-drift-fraction", type=float, default=0.0)
+    s.set_defaults(func=_parity)
     return p
 
 

@@ -111,6 +111,22 @@ def test_real_profile_config(images: dict[str, Any]) -> None:
     assert "privileged" not in svc
 
 
+def test_onnx_profile_config(images: dict[str, Any]) -> None:
+    """The CPU profile: the release's ONNX mounted read-only, its sha256 enforced, no device."""
+    sha = "cd" * 32
+    env = {"MODEL_SHA256": sha, "MODELS_DIR": "/srv/hailo/models", "MODEL_FILE": "model.onnx"}
+    cfg = json.loads(compose(env, "--profile", "onnx", "config", "--format", "json"))
+    assert set(cfg["services"]) == {"hailo-inference-onnx"}
+    svc = cfg["services"]["hailo-inference-onnx"]
+    (mount,) = svc["volumes"]
+    assert (mount["source"], mount["target"], mount["read_only"]) == ("/srv/hailo/models", "/models", True)
+    e = svc["environment"]
+    assert (e["INFER_MODE"], e["ONNX_PATH"], e["MODEL_SHA256"]) == ("onnx", "/models/model.onnx", sha)
+    assert "devices" not in svc and "group_add" not in svc
+    assert svc["read_only"] is True and svc["user"] == "10001:10001"
+    assert svc["networks"]["edge"]["aliases"] == ["hailo-inference"]
+
+
 def test_env_example_documents_every_variable() -> None:
     import re
 

@@ -64,12 +64,13 @@ def run(inputs: dict[str, Path], *extra: str, version: str = "1.0.0", **over: Pa
 def test_release_files_and_manifest(inputs: dict[str, Path], dfc: Path) -> None:
     assert run(inputs, "--model-script", str(inputs["script"])) == 0
     rel = inputs["out"] / "imu-encoder" / "1.0.0"
-    assert sorted(p.name for p in rel.iterdir()) == ["manifest.json", "model.hef", "model.hef.sha256"]
+    names = ["manifest.json", "model.hef", "model.hef.sha256", "model.onnx"]
+    assert sorted(p.name for p in rel.iterdir()) == names
     # The checksum file is in sha256sum format: the Pi verifies with `sha256sum -c`.
     subprocess.run(["sha256sum", "--check", "--strict", "model.hef.sha256"], cwd=rel, check=True)
     m = json.loads((rel / "manifest.json").read_text())
     assert m["hef_sha256"] == sha256_file(rel / "model.hef")
-    assert m["onnx_sha256"] == sha256_file(inputs["onnx"])
+    assert m["onnx_sha256"] == sha256_file(inputs["onnx"]) == sha256_file(rel / "model.onnx")
     assert m["calib_sha256"] == sha256_file(inputs["calib"])
     assert m["model_script_sha256"] == sha256_file(inputs["script"])
     assert (m["dfc_version"], m["hailort_version"], m["hw_arch"]) == ("3.33.0", "4.23", "hailo8")
@@ -146,11 +147,14 @@ def test_existing_version_with_other_inputs_is_refused(
     assert len(calls(dfc)) == 3
 
 
-def test_modified_release_is_detected(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("name", ["model.hef", "model.onnx"])
+def test_modified_release_is_detected(
+    inputs: dict[str, Path], capsys: pytest.CaptureFixture[str], name: str
+) -> None:
     assert run(inputs) == 0
-    (inputs["out"] / "imu-encoder" / "1.0.0" / "model.hef").write_bytes(b"tampered")
+    (inputs["out"] / "imu-encoder" / "1.0.0" / name).write_bytes(b"tampered")
     assert run(inputs) == 3
-    assert "does not match its manifest" in capsys.readouterr().err
+    assert f"{name} does not match its manifest" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("stage", ["parse", "optimize", "compile"])

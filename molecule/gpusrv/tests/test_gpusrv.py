@@ -82,7 +82,7 @@ def test_runner_tarball_is_the_pinned_one(host):
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 LIST = "127.0.0.1:5000/lab-gpusrv/sidecar:0.1.0"
-COMPOSE = "docker compose -p hailo --project-directory /opt/hailo/stack --profile stub"
+COMPOSE = "docker compose -p hailo --project-directory /opt/hailo-sidecar --profile stub"
 
 
 def test_compiled_release_on_the_host_and_the_controller(host):
@@ -92,6 +92,7 @@ def test_compiled_release_on_the_host_and_the_controller(host):
     hef_sha = hashlib.sha256((fetched / "model.hef").read_bytes()).hexdigest()
     assert manifest["hef_sha256"] == hef_sha
     assert (fetched / "model.hef.sha256").read_text() == f"{hef_sha}  model.hef\n"
+    assert hashlib.sha256((fetched / "model.onnx").read_bytes()).hexdigest() == manifest["onnx_sha256"]
     assert (manifest["dfc_version"], manifest["hailort_version"], manifest["config_version"]) == (
         "3.33.0", "4.23", "lab-gpusrv-1",
     )  # fmt: skip
@@ -135,3 +136,9 @@ def test_stub_stack_is_healthy_and_passes_the_smoke(host):
     )
     assert smoke.rc == 0, smoke.stdout + smoke.stderr
     assert "smoke: 5 passed, 0 failed" in smoke.stdout
+    deployed = json.loads(host.file("/opt/hailo-sidecar/release.json").content_string)
+    assert deployed["current"] == {
+        "profile": "stub", "image": state["Config"]["Image"], "config_version": "lab-gpusrv-1",
+        "num_motifs": 12, "model": None,
+    }  # fmt: skip
+    assert json.loads(host.file("/etc/ansible/facts.d/hailo_sidecar.fact").content_string) == deployed
