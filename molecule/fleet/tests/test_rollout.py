@@ -11,6 +11,9 @@ import pytest
 import testinfra
 from labplay import EPHEMERAL, image, manifest, play
 
+# A rollout over three batches under QEMU takes minutes (the playbook bounds every wait itself).
+pytestmark = pytest.mark.timeout(1800)
+
 HOSTS = ["fleet-1", "fleet-2", "fleet-3"]
 STACK = "docker compose -p hailo --project-directory /opt/hailo-sidecar --profile onnx"
 TIMES = EPHEMERAL / "rollout-times.json"

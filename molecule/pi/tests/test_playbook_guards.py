@@ -10,6 +10,9 @@ import shutil
 import pytest
 from labplay import EPHEMERAL, play
 
+# Some tests run two playbooks in a row (the failure, then the repair).
+pytestmark = pytest.mark.timeout(900)
+
 HOST = "pi-trixie"
 GOOD = {"hailort": "4.23.0-1", "hailo-dkms": "4.23.0-1", "python3-hailort": "4.23.0-1", "hailofw": "4.23.0-1"}
 
