@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .shape import CHANNELS, LATENT_DIM, WINDOW_LEN
+from .shape import CHANNELS, WINDOW_LEN
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -184,7 +184,6 @@ def run_parity(
             {"index": int(i), **{key: float(m[key][i]) for key in m}, "drifted": bool(drifted[i])}
             for i in worst
         ],
-        "latent_dim": LATENT_DIM,
         "passed": bool(passed),
     }
 

@@ -46,3 +46,18 @@ def manifest(version: str) -> dict[str, object]:
 
 def image() -> str:
     return (EPHEMERAL / "arm64-image.txt").read_text().strip()
+
+
+# The simulated Pis' stack (profile onnx), as the role deploys it.
+STACK = "docker compose -p hailo --project-directory /opt/hailo-sidecar --profile onnx"
+
+
+def smoke(host, version: str, config: str) -> str:
+    """The contract smoke in the container, expecting release VERSION's model and CONFIG; its output."""
+    sha = manifest(version)["onnx_sha256"]
+    run = host.run(
+        f"{STACK} exec -T hailo-inference-onnx hailo-sidecar smoke --url http://127.0.0.1:9000 "
+        f"--expect-sha256 {sha} --expect-config-version {config}"
+    )
+    assert run.rc == 0, run.stdout + run.stderr
+    return str(run.stdout)

@@ -9,13 +9,12 @@ import json
 
 import pytest
 import testinfra
-from labplay import EPHEMERAL, image, manifest, play
+from labplay import EPHEMERAL, image, play, smoke
 
 # A rollout over three batches under QEMU takes minutes (the playbook bounds every wait itself).
 pytestmark = pytest.mark.timeout(1800)
 
 HOSTS = ["fleet-1", "fleet-2", "fleet-3"]
-STACK = "docker compose -p hailo --project-directory /opt/hailo-sidecar --profile onnx"
 TIMES = EPHEMERAL / "rollout-times.json"
 
 
@@ -28,16 +27,6 @@ def fleet(host):
 
 def record(h) -> dict:
     return json.loads(h.file("/opt/hailo-sidecar/release.json").content_string)
-
-
-def smoke(h, version: str, config: str) -> str:
-    sha = manifest(version)["onnx_sha256"]
-    run = h.run(
-        f"{STACK} exec -T hailo-inference-onnx hailo-sidecar smoke --url http://127.0.0.1:9000 "
-        f"--expect-sha256 {sha} --expect-config-version {config}"
-    )
-    assert run.rc == 0, run.stdout + run.stderr
-    return run.stdout
 
 
 def rollout(version: str, name: str):

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from labplay import image, manifest
+from labplay import STACK, image, manifest, smoke
 
 SET = ["hailo-dkms", "hailofw", "hailort", "python3-hailort"]
-STACK = "docker compose -p hailo --project-directory /opt/hailo-sidecar --profile onnx"
 
 
 def test_device_group_udev_rule_and_module_options(host):
@@ -90,13 +88,7 @@ def test_sidecar_runs_the_arm64_image_non_root_with_models_read_only(host):
 
 
 def test_smoke_passes_with_the_release_sha256(host):
-    sha = manifest("1.0.0")["onnx_sha256"]
-    smoke = host.run(
-        f"{STACK} exec -T hailo-inference-onnx hailo-sidecar smoke --url http://127.0.0.1:9000 "
-        f"--expect-sha256 {sha} --expect-config-version lab-A"
-    )
-    assert smoke.rc == 0, smoke.stdout + smoke.stderr
-    assert "smoke: 5 passed, 0 failed" in smoke.stdout
+    assert "smoke: 5 passed, 0 failed" in smoke(host, "1.0.0", "lab-A")
 
 
 def test_release_json_and_local_fact(host):
@@ -117,7 +109,6 @@ def test_release_json_and_local_fact(host):
     assert not host.run("ls -d /opt/hailo-sidecar/models/.incoming-*").stdout
 
 
-@pytest.mark.parametrize("port", [9000])
-def test_published_on_loopback_only(host, port):
-    assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
-    assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+def test_published_on_loopback_only(host):
+    assert host.socket("tcp://127.0.0.1:9000").is_listening
+    assert not host.socket("tcp://0.0.0.0:9000").is_listening
