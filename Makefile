@@ -6,10 +6,16 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint unit images molecule bench collection lock openapi clean
+.PHONY: help lab lab-down setup test lint unit images molecule infra bench collection lock openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+lab: ## The main job on the built-in lab: GPUSrv + two Pis as containers, both playbooks, a summary
+	@bash scripts/lab/lab.sh up
+
+lab-down: ## Remove the lab: its hosts, the tags it pushed, build/lab
+	@bash scripts/lab/lab.sh down
 
 setup: ## Prepare this machine: venv, Docker, QEMU, registry, lab images (idempotent, cached)
 	@bash scripts/lab/setup.sh
@@ -28,6 +34,9 @@ images: ## Runtime image for amd64 + arm64, pushed with a manifest list; image a
 
 molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=base)
 	@bash scripts/test.sh molecule $(SCENARIO)
+
+infra: ## testinfra checks against an inventory's hosts (INVENTORY=, default the lab's)
+	@bash scripts/test.sh infra $(INVENTORY)
 
 bench: ## Sidecar benchmark against the baseline on 127.0.0.1 (prints a table, writes JSON)
 	@$(BIN)/hailo-sidecar bench $(BENCH_ARGS)

@@ -12,6 +12,8 @@
 #   HAILORT_DIR       folder with the hailort wheel and .deb (optional; needs HAILORT_VERSION)
 #   HAILORT_VERSION   the HailoRT version in HAILORT_DIR, e.g. 4.23.0
 #   OUT               where the summary goes           default build/images.json
+#   BUILDER           buildx builder                   default "default" (the daemon's BuildKit;
+#                     another driver pushes without loading: sizes are then left out)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +27,7 @@ BUILD_CA="${BUILD_CA-/etc/ssl/certs/ca-certificates.crt}"
 HAILORT_DIR="${HAILORT_DIR:-}"
 HAILORT_VERSION="${HAILORT_VERSION:-}"
 OUT="${OUT:-$ROOT/build/images.json}"
+BUILDER="${BUILDER:-default}"
 
 die() {
   echo "images: $*" >&2
@@ -64,8 +67,11 @@ for platform in $PLATFORMS; do
   ref="$repo:$tag-$arch"
   echo "--- build $ref ($platform)"
   t0="$(date +%s)"
-  docker buildx build --builder default --platform "$platform" "${args[@]}" --tag "$ref" --push .
-  size="$(docker image inspect -f '{{.Size}}' "$ref")"
+  # Inline cache metadata in the pushed image: later builds of the same revision elsewhere (the
+  # lab's GPUSrv, CI builders) take its layers instead of rebuilding them (sidecar_image_cache_from).
+  docker buildx build --builder "$BUILDER" --platform "$platform" "${args[@]}" --tag "$ref" --push \
+    --cache-to type=inline --cache-from "type=registry,ref=$ref" .
+  size="$(docker image inspect -f '{{.Size}}' "$ref" 2>/dev/null || echo 0)"
   digest="$(docker buildx imagetools inspect "$ref" --format '{{json .Manifest.Digest}}' | tr -d '"')"
   printf '    %s: %s MB uncompressed, %ss, %s\n' "$platform" "$((size / 1000000))" "$(($(date +%s) - t0))" "$digest"
   refs+=("$ref")

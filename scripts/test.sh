@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`, run by .ci/run): brings up what the tests need
 # (set-up: dockerd, registry, images, venv), then lint, unit + API tests, the runtime image
-# (amd64 + arm64, pushed, manifest list, image and Compose checks), Molecule scenarios.
+# (amd64 + arm64, pushed, manifest list, image and Compose checks), the lab (`make lab` twice
+# with tests/infra against its hosts), Molecule scenarios.
 # Prints the time per stage and a closing summary. `scripts/test.sh STAGE [ARG]` runs one stage.
 set -uo pipefail
 
@@ -51,6 +52,35 @@ images() {
   bash scripts/images.sh && python -m pytest tests/images -q -p no:cacheprovider -rA --tb=short
 }
 
+infra() {
+  python -m pytest tests/infra -q -p no:cacheprovider -rA --tb=short \
+    --ansible-inventory="${1:-inventories/lab/hosts.yml}"
+}
+
+# The README's main command end to end: `make lab` cold, the testinfra suite against its hosts,
+# `make lab` again (must change nothing), `make lab-down`.
+lab() {
+  local rc=0
+  echo "--- a cold lab: make lab-down first (a lab left running is removed)"
+  bash scripts/lab/lab.sh down >/dev/null 2>&1 || true
+  bash scripts/lab/lab.sh up || rc=1
+  if [ "$rc" -eq 0 ]; then
+    echo "--- tests/infra against the lab"
+    infra inventories/lab/hosts.yml || rc=1
+    echo "--- make lab again: idempotent"
+    bash scripts/lab/lab.sh up || rc=1
+    if grep '"step": "playbooks/' build/lab/timings.jsonl | grep -v '"changed": 0}'; then
+      echo "lab: the second run changed something (above)" >&2
+      rc=1
+    fi
+  fi
+  if [ "$rc" -ne 0 ] && [ -d build/lab/logs ]; then
+    rm -rf build/lab-logs && cp -r build/lab/logs build/lab-logs && echo "lab: logs kept in build/lab-logs"
+  fi
+  bash scripts/lab/lab.sh down || rc=1
+  return "$rc"
+}
+
 molecule_all() {
   local rc=0 s scenarios
   if [ -n "${1:-}" ]; then scenarios="$1"; else
@@ -78,14 +108,17 @@ case "${1:-all}" in
   lint) stage lint lint; summary ;;
   unit) stage "unit + API tests" unit; summary ;;
   images) stage "images + compose" images; summary ;;
+  infra) stage "tests/infra" infra "${2:-}"; summary ;;
+  lab) stage "lab + tests/infra" lab; summary ;;
   molecule) molecule_all "${2:-}"; summary ;;
   all)
     stage setup bash scripts/lab/setup.sh || { summary; exit 1; }
     stage lint lint
     stage "unit + API tests" unit
     stage "images + compose" images
+    stage "lab + tests/infra" lab
     molecule_all
     summary
     ;;
-  *) echo "usage: $0 [all|lint|unit|images|molecule [SCENARIO]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|lint|unit|images|infra [INVENTORY]|lab|molecule [SCENARIO]]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,10 @@
 """``hailo-sidecar bench``: the sidecar under load on 127.0.0.1, side by side with a baseline.
 
-Runs, in one invocation on the same machine:
+With ``--url``, a running sidecar instead (the hardware acceptance on a Pi): single JSON windows
+at each concurrency, p50/p95/p99 and windows/s printed next to the targets (p95 and windows/s
+of one caller, as EdgeInfer calls it); exit 1 when a target is missed or a request failed.
+
+Otherwise runs, in one invocation on the same machine:
   * floor     - the stub backend called in-process, no HTTP (parse cost excluded)
   * baseline  - the straightforward design: a FastAPI endpoint whose body is a Pydantic model
                 with ``x: List[List[float]]`` (defined here, not in the product), same backend
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -226,8 +231,54 @@ def _targets(rows: list[dict[str, Any]]) -> list[tuple[str, float, str, bool]]:
     return out
 
 
+def remote(args: argparse.Namespace) -> int:
+    """Load on a running sidecar at args.url; checks the acceptance targets."""
+    url = urllib.parse.urlsplit(args.url)
+    if url.scheme != "http" or not url.hostname:
+        print(f"bench: --url must be http://HOST[:PORT], got {args.url!r}", file=sys.stderr)
+        return 2
+    host, port = url.hostname, url.port or 80
+    conc = [int(c) for c in str(args.concurrency or "1,4").split(",")]
+    path, body, ctype, per = _payloads(sample_windows(BATCH, seed=3))["json single"]
+    req = build_request(path, body, ctype, f"{host}:{port}")
+    print(f"hailo-sidecar bench: {args.url}, {args.duration:.0f}s per run, concurrency {conc}", flush=True)
+    rows = []
+    for c in conc:
+        try:
+            asyncio.run(run_load(host, port, req, c, min(2.0, args.duration), 50))  # warm-up
+            res = asyncio.run(run_load(host, port, req, c, args.duration, args.max_requests))
+        except OSError as err:
+            print(f"bench: cannot load {args.url}: {err}", file=sys.stderr)
+            return 1
+        rows.append(_row(args.url, "json single", c, res.summary(per)))
+        r = rows[-1]
+        print(
+            f"  c={c:<3} {r['windows_per_s']:>8.1f} windows/s  p50 {r['p50_ms']:.1f} ms  "
+            f"p95 {r['p95_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  errors {r['errors']}",
+            flush=True,
+        )
+    one = rows[0]
+    checks = [
+        (f"p95 latency, c={one['concurrency']}", one["p95_ms"], f"< {args.target_p95_ms:g} ms",
+         one["p95_ms"] < args.target_p95_ms),
+        (f"windows/s, c={one['concurrency']}", one["windows_per_s"], f">= {args.target_windows_per_s:g}",
+         one["windows_per_s"] >= args.target_windows_per_s),
+        ("failed requests", float(sum(r["errors"] for r in rows)), "0", all(r["errors"] == 0 for r in rows)),
+    ]  # fmt: skip
+    print("\nacceptance targets:")
+    for label, value, want, ok in checks:
+        print(f"  {'MET ' if ok else 'MISS'}  {label:<22} {value:>10.1f}  (target {want})")
+    Path(args.json_out).write_text(json.dumps({"url": args.url, "rows": rows, "targets": [
+        {"label": lbl, "value": v, "target": w, "met": ok} for lbl, v, w, ok in checks
+    ]}, indent=2))  # fmt: skip
+    print(f"wrote {args.json_out}")
+    return 0 if all(ok for *_, ok in checks) else 1
+
+
 def main(args: argparse.Namespace) -> int:
-    conc = [4] if args.quick else [int(c) for c in str(args.concurrency).split(",")]
+    if args.url:
+        return remote(args)
+    conc = [4] if args.quick else [int(c) for c in str(args.concurrency or "1,4,16").split(",")]
     duration = 1.0 if args.quick else float(args.duration)
     windows = sample_windows(BATCH, seed=3)
     payloads = _payloads(windows)

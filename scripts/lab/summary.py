@@ -1,0 +1,182 @@
+"""The lab's summary after `make lab`, and its registry clean-up for `make lab-down`.
+
+summary.py [--timings FILE] [--out FILE]
+    prints what the lab runs: hosts and their sidecars (health read over the published port on
+    127.0.0.1), the image GPUSrv pushed with its digests, the release it compiled with its
+    checksums, what each Pi serves, and a curl line that calls /infer. Writes the same as JSON
+    (default build/lab/summary.json). Exits 1 when a sidecar is not healthy or a Pi does not
+    serve the release's model and config version.
+summary.py --delete-tags
+    deletes the tags the lab's GPUSrv pushed (its record names them) from the lab registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "build" / "lab"
+INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+
+
+def inventory() -> dict[str, Any]:
+    out = subprocess.run(
+        ["ansible-inventory", "-i", str(INVENTORY), "--list"], check=True, capture_output=True, text=True
+    ).stdout
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def get_json(url: str, timeout: float = 10.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (127.0.0.1 only)
+        return json.load(resp)
+
+
+def host_file(host: str, path: str) -> Any:
+    proc = subprocess.run(["docker", "exec", host, "cat", path], capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def delete_tags(record_path: Path) -> int:
+    """Deletes the record's tags (list, git revision, per platform) from the registry."""
+    if not record_path.is_file():
+        print(f"no {record_path}: nothing was pushed")
+        return 0
+    record = json.loads(record_path.read_text())
+    repo_ref, _, tag = record["image"].rpartition(":")
+    registry, _, repo = repo_ref.partition("/")
+    per_platform = [f"{tag}-{p.split('/')[1]}" for p in record["platforms"]]
+    tags = [tag, record["git_tag"].rpartition(":")[2], *per_platform]
+    deleted = 0
+    for name in tags:
+        url = f"http://{registry}/v2/{repo}/manifests/{name}"
+        try:
+            head = urllib.request.Request(url, method="HEAD", headers={"Accept": MANIFEST_TYPES})
+            with urllib.request.urlopen(head, timeout=10) as resp:  # noqa: S310
+                digest = resp.headers["Docker-Content-Digest"]
+            url = f"http://{registry}/v2/{repo}/manifests/{digest}"
+            delete = urllib.request.Request(url, method="DELETE")  # noqa: S310
+            urllib.request.urlopen(delete, timeout=10).close()  # noqa: S310
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                raise
+            continue
+        deleted += 1
+    print(f"deleted {deleted} tag(s) of {registry}/{repo}")
+    return 0
+
+
+def collect() -> tuple[dict[str, Any], list[str]]:
+    inv = inventory()
+    hostvars = inv["_meta"]["hostvars"]
+    problems: list[str] = []
+    image = json.loads((LAB / "sidecar-image.json").read_text())
+    releases = [json.loads(p.read_text()) for p in sorted((LAB / "artifacts").glob("*/*/manifest.json"))]
+    hosts: list[dict[str, Any]] = []
+    for group in ("gpusrv", "pi"):
+        for name in inv.get(group, {}).get("hosts", []):
+            port = hostvars[name]["lab_port"]
+            url = f"http://127.0.0.1:{port}"
+            try:
+                health = get_json(f"{url}/healthz")
+            except (OSError, ValueError) as err:
+                health = {"status": f"unreachable ({err})"}
+            state = host_file(name, "/opt/hailo-sidecar/release.json") or {}
+            current = state.get("current") or {}
+            hosts.append({"host": name, "group": group, "url": url, "health": health, "release": current})
+            if health.get("status") != "ok":
+                problems.append(f"{name}: sidecar at {url} is {health.get('status')}")
+            model = current.get("model") or {}
+            if model and health.get("hef_sha256") != model.get("sha256"):
+                problems.append(f"{name}: serves {health.get('hef_sha256')}, deployed {model.get('sha256')}")
+            if health.get("config_version") != current.get("config_version"):
+                serves, deployed = health.get("config_version"), current.get("config_version")
+                problems.append(f"{name}: config {serves}, deployed {deployed}")
+    return {"image": image, "releases": releases, "hosts": hosts}, problems
+
+
+def show(data: dict[str, Any], timings: list[dict[str, Any]]) -> None:
+    image, releases, hosts = data["image"], data["releases"], data["hosts"]
+    print("\n=== hailo-pipeline lab")
+    for t in timings:
+        changed = "" if t.get("changed") is None else f"  changed={t['changed']}"
+        print(f"  {t['step']:<34} {t['seconds']:>5} s{changed}")
+    print(f"\nimage    {image['image']}  (git {image['revision'][:12]})")
+    print(f"         list         {image['digest']}")
+    for platform, digest in image.get("platform_digests", {}).items():
+        print(f"         {platform:<12} {digest}")
+    for rel in releases:
+        print(
+            f"release  {rel.get('model')} {rel.get('version')}  config {rel.get('config_version')}  "
+            f"{rel.get('hw_arch')}  DFC {rel.get('dfc_version')}"
+        )
+        print(f"         model.hef    sha256 {rel.get('hef_sha256')}")
+        print(f"         model.onnx   sha256 {rel.get('onnx_sha256')}")
+    print()
+    for h in hosts:
+        health, rel = h["health"], h["release"]
+        model = rel.get("model") or {}
+        what = f"{rel.get('profile', '?')}"
+        if model:
+            what += f"  {model.get('name')} {model.get('version')} {model.get('file')}"
+            what += f" sha256 {model.get('sha256')}"
+        print(
+            f"{h['group']:<8} {h['host']:<16} {h['url']:<24} {health.get('status')}  "
+            f"mode {health.get('serving_mode')}  config {health.get('config_version')}  {what}"
+        )
+        print(f"         image {rel.get('image')}")
+    pi = next((h for h in hosts if h["group"] == "pi"), hosts[0] if hosts else None)
+    if pi:
+        window = LAB / "window.json"
+        print("\ncall /infer (one window of 100x9 floats; build/lab/window.json):")
+        print(
+            f"  curl -sS -X POST {pi['url']}/infer -H 'content-type: application/json' "
+            f"--data @{shlex.quote(str(window.relative_to(ROOT)))}"
+        )
+        print(f"  curl -sS {pi['url']}/healthz    curl -sS {pi['url']}/metrics")
+    print("\nmake lab-down removes the lab.")
+
+
+def write_window(path: Path) -> None:
+    """A deterministic sample window for the curl line (the contract: 100 rows of 9 floats)."""
+    rows = [[round(((r * 9 + c) % 17 - 8) / 8, 3) for c in range(9)] for r in range(100)]
+    path.write_text(json.dumps({"x": rows}) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--delete-tags", action="store_true", help="delete the lab GPUSrv's tags")
+    ap.add_argument("--record", type=Path, default=LAB / "sidecar-image.json", help="the image record")
+    ap.add_argument("--timings", type=Path, help="JSON lines {step, seconds, changed} (lab.sh)")
+    ap.add_argument("--out", type=Path, default=LAB / "summary.json")
+    args = ap.parse_args(argv)
+    if args.delete_tags:
+        return delete_tags(args.record)
+    timings = [json.loads(line) for line in args.timings.read_text().splitlines()] if args.timings else []
+    data, problems = collect()
+    write_window(LAB / "window.json")
+    show(data, timings)
+    args.out.write_text(json.dumps({**data, "timings": timings, "problems": problems}, indent=2) + "\n")
+    for p in problems:
+        print(f"lab: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
