@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
 .DEFAULT_GOAL := help
-.PHONY: help lab lab-down setup test lint unit images molecule infra bench collection lock openapi clean
+.PHONY: help lab lab-down setup test lint unit images molecule infra acceptance bench collection lock openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=base)
 
 infra: ## testinfra checks against an inventory's hosts (INVENTORY=, default the lab's)
 	@bash scripts/test.sh infra $(INVENTORY)
+
+acceptance: ## Hardware acceptance of one real Pi: make acceptance INVENTORY=inventories/SITE/hosts.yml HOST=pi-0001
+	@test -n "$(INVENTORY)" -a -n "$(HOST)" || { echo "usage: make acceptance INVENTORY=... HOST=..." >&2; exit 2; }
+	@$(BIN)/ansible-playbook playbooks/acceptance.yml -i $(INVENTORY) -l $(HOST)
 
 bench: ## Sidecar benchmark against the baseline on 127.0.0.1 (prints a table, writes JSON)
 	@$(BIN)/hailo-sidecar bench $(BENCH_ARGS)
