@@ -67,6 +67,20 @@ lab() {
   if [ "$rc" -eq 0 ]; then
     echo "--- tests/infra against the lab"
     infra inventories/lab/hosts.yml || rc=1
+    # The hardware acceptance's flow on a lab Pi: testinfra and the sidecar benchmark run, the
+    # figures are printed, and the host is refused for the one thing the lab has not: the device.
+    echo "--- playbooks/acceptance.yml on lab-pi-trixie (no device: must be refused for that alone)"
+    ansible-playbook playbooks/acceptance.yml -i inventories/lab/hosts.yml -l lab-pi-trixie \
+      -e acceptance_bench_seconds=5 >build/lab/logs/acceptance.log 2>&1
+    if grep -q "lab-pi-trixie is not accepted: no Hailo device at /dev/hailo0\.'" build/lab/logs/acceptance.log \
+       && grep -q "testinfra: [0-9]* passed, [0-9]* skipped" build/lab/logs/acceptance.log \
+       && grep -Eq "c=1 +[0-9.]+ windows/s +p50" build/lab/logs/acceptance.log; then
+      grep -E "testinfra:|windows/s|MET|MISS|not accepted" build/lab/logs/acceptance.log | head -12
+    else
+      cat build/lab/logs/acceptance.log
+      echo "lab: the acceptance playbook did not run as expected (above)" >&2
+      rc=1
+    fi
     echo "--- make lab again: idempotent"
     bash scripts/lab/lab.sh up || rc=1
     if grep '"step": "playbooks/' build/lab/timings.jsonl | grep -v '"changed": 0}'; then
