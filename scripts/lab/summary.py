@@ -7,7 +7,7 @@ summary.py [--timings FILE] [--out FILE]
     (default build/lab/summary.json). Exits 1 when a sidecar is not healthy or a Pi does not
     serve the release's model and config version.
 summary.py --delete-tags
-    deletes the tags the lab's GPUSrv pushed (its record names them) from the lab registry.
+    deletes every tag of the repository the lab's GPUSrv pushed to (its record names it).
 """
 
 from __future__ import annotations
@@ -54,15 +54,14 @@ def host_file(host: str, path: str) -> Any:
 
 
 def delete_tags(record_path: Path) -> int:
-    """Deletes the record's tags (list, git revision, per platform) from the registry."""
+    """Deletes every tag of the repository the record names (the lab's own) from the registry."""
     if not record_path.is_file():
         print(f"no {record_path}: nothing was pushed")
         return 0
-    record = json.loads(record_path.read_text())
-    repo_ref, _, tag = record["image"].rpartition(":")
+    repo_ref = json.loads(record_path.read_text())["image"].rpartition(":")[0]
     registry, _, repo = repo_ref.partition("/")
-    per_platform = [f"{tag}-{p.split('/')[1]}" for p in record["platforms"]]
-    tags = [tag, record["git_tag"].rpartition(":")[2], *per_platform]
+    with urllib.request.urlopen(f"http://{registry}/v2/{repo}/tags/list", timeout=10) as resp:
+        tags = json.load(resp).get("tags") or []
     deleted = 0
     for name in tags:
         url = f"http://{registry}/v2/{repo}/manifests/{name}"
@@ -74,11 +73,11 @@ def delete_tags(record_path: Path) -> int:
             delete = urllib.request.Request(url, method="DELETE")  # noqa: S310
             urllib.request.urlopen(delete, timeout=10).close()  # noqa: S310
         except urllib.error.HTTPError as err:
-            if err.code != 404:
+            if err.code != 404:  # a tag that shared its digest with one deleted before
                 raise
             continue
         deleted += 1
-    print(f"deleted {deleted} tag(s) of {registry}/{repo}")
+    print(f"deleted {deleted} manifest(s) behind {len(tags)} tag(s) of {registry}/{repo}")
     return 0
 
 
