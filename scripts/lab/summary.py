@@ -153,9 +153,10 @@ def show(data: dict[str, Any], timings: list[dict[str, Any]]) -> None:
 
 
 def write_window(path: Path) -> None:
-    """A deterministic sample window for the curl line (the contract: 100 rows of 9 floats)."""
-    rows = [[round(((r * 9 + c) % 17 - 8) / 8, 3) for c in range(9)] for r in range(100)]
-    path.write_text(json.dumps({"x": rows}) + "\n")
+    """A sample IMU window for the curl line (the contract: 100 rows of 9 floats)."""
+    from sidecar_app.refmodel import sample_windows
+
+    path.write_text(json.dumps({"x": sample_windows(1)[0].round(4).tolist()}) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
