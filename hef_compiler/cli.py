@@ -18,8 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done or up to date, 2 invalid input, 3 release exists with other "
         "inputs, 4 DFC missing or failed.",
     )
-    p.add_argument("--onnx", type=Path, required=True, help="the model, input [N, 100, 9]")
-    p.add_argument("--calib", type=Path, required=True, help="calibration set .npy, float32 (N, 1, 100, 9)")
+    p.add_argument("--onnx", type=Path, required=True, help="the model, input [N, 100, 9] or [N, 1, 100, 9]")
+    p.add_argument(
+        "--calib", type=Path, required=True,
+        help="calibration set .npy, float32 (N, H, W, C) as the DFC parses the input (NHWC)",
+    )  # fmt: skip
     p.add_argument("--hw-arch", default="hailo8", help=f"one of {', '.join(HW_ARCHS)} (default hailo8)")
     p.add_argument("--model-script", type=Path, help="optional DFC model script (.alls)")
     p.add_argument("--model-name", default="imu-encoder", help="release folder name (default imu-encoder)")
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = Compiler(args.out, args.cache_dir).run(req, args.hailort_version)
     except InputError as exc:
-        print("hailo-compile: invalid input, nothing was run:", file=sys.stderr)
+        print("hailo-compile: invalid input, no release was written:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return exc.exit_code

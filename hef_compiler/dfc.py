@@ -69,8 +69,7 @@ class DfcCli:
         with subprocess.Popen(
             cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
+            for line in proc.stdout or ():
                 sys.stderr.write(line)
                 if line.strip():
                     tail.append(line.strip())

@@ -14,7 +14,6 @@ from sidecar_app.shape import CHANNELS, LATENT_DIM, WINDOW_LEN
 from .errors import InputError
 
 HW_ARCHS = ("hailo8", "hailo8l")
-CALIB_SHAPE = (1, WINDOW_LEN, CHANNELS)  # per sample, NHWC: H=1, W=100 time steps, C=9 channels
 MIN_CALIB = 64  # the Model Zoo suggests >= 1024; >= 64 works
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
@@ -40,9 +39,10 @@ class Checked:
     calib_sha256: str
     model_script_sha256: str | None
     input_name: str
-    input_shape: list[int]
+    input_shape: list[int | str]  # as the ONNX file declares it (N may be symbolic)
     output_shapes: dict[str, list[int]]
     calib_samples: int
+    calib_shape: list[int]
     warnings: list[str]
 
 
@@ -58,7 +58,7 @@ def _dims(value_info: object) -> list[int | str]:
 
 def _check_onnx(
     path: Path, num_motifs: int | None, problems: list[str]
-) -> tuple[str, list[int], dict[str, list[int]]]:
+) -> tuple[str, list[int | str], dict[str, list[int]]]:
     import onnx
     from onnx import TensorProto
 
@@ -78,7 +78,7 @@ def _check_onnx(
     dims = _dims(inp)
     if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
         problems.append(f"--onnx: input '{inp.name}' is not float32")
-    # [N, 100, 9] or NHWC [N, 1, 100, 9]; N may be symbolic or 1.
+    # [N, 100, 9] or [N, 1, 100, 9] (read as NCHW by the DFC); N may be symbolic or 1.
     tail = dims[1:]
     if tail not in ([WINDOW_LEN, CHANNELS], [1, WINDOW_LEN, CHANNELS]):
         problems.append(
@@ -109,21 +109,26 @@ def _check_onnx(
         problems.append(
             f"--onnx: motif_scores has {shapes['motif_scores'][-1]} values, --num-motifs is {num_motifs}"
         )
-    return inp.name, [1, WINDOW_LEN, CHANNELS], shapes
+    return inp.name, dims, shapes
 
 
-def _check_calib(path: Path, problems: list[str], warnings: list[str]) -> int:
+def _check_calib(path: Path, problems: list[str], warnings: list[str]) -> tuple[int, list[int]]:
+    """Dtype, rank, size per sample, count and finiteness; the exact per-sample shape is checked
+    against what the DFC parsed (check_calib_layout), after the parse stage."""
     try:
         data = np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:
         problems.append(f"--calib {path}: not a .npy array ({type(exc).__name__}: {exc})")
-        return 0
+        return 0, []
     if data.dtype != np.float32:
         problems.append(f"--calib: dtype is {data.dtype}; the DFC needs float32 (x.astype(np.float32))")
-    if data.ndim != 4 or tuple(data.shape[1:]) != CALIB_SHAPE:
-        hint = " (add the H axis: x[:, None])" if tuple(data.shape[1:]) == CALIB_SHAPE[1:] else ""
-        problems.append(f"--calib: shape {tuple(data.shape)}; the DFC needs NHWC (N, 1, 100, 9){hint}")
-        return 0
+    if data.ndim != 4 or int(np.prod(data.shape[1:])) != WINDOW_LEN * CHANNELS:
+        hint = " (add an axis: x[:, None] or x[..., None])" if tuple(data.shape[1:]) == (WINDOW_LEN, CHANNELS) else ""
+        problems.append(
+            f"--calib: shape {tuple(data.shape)}; the DFC needs NHWC samples of one window "
+            f"(N, H, W, C) with H*W*C = {WINDOW_LEN * CHANNELS}, laid out as the parsed input{hint}"
+        )
+        return 0, []
     n = int(data.shape[0])
     if n < MIN_CALIB:
         problems.append(f"--calib: {n} samples; at least {MIN_CALIB} are needed (1024 or more recommended)")
@@ -136,7 +141,23 @@ def _check_calib(path: Path, problems: list[str], warnings: list[str]) -> int:
             problems.append(
                 f"--calib: {bad.size} non-finite values (NaN or inf), first at {tuple(map(int, first))}"
             )
-    return n
+    return n, [int(d) for d in data.shape]
+
+
+def check_calib_layout(calib_shape: list[int], parsed: list[int]) -> None:
+    """The calibration set's samples must be laid out as the DFC parsed the input (NHWC)."""
+    want = parsed[1:]
+    if calib_shape[1:] == want:
+        return
+    dims = ",".join(str(d) for d in want)
+    raise InputError(
+        [
+            f"--calib: shape {tuple(calib_shape)}, but the DFC parsed the model's input as NHWC {parsed} "
+            f"(it reads an ONNX input as NCHW): the calibration set must be (N, {', '.join(map(str, want))}); "
+            f"write one with `hailo-sidecar calib-set OUT.npy --shape {dims}` or reshape your windows "
+            f"(time steps first, then channels) to that shape"
+        ]
+    )
 
 
 def check(req: Request) -> Checked:
@@ -169,10 +190,10 @@ def check(req: Request) -> Checked:
             script_sha = sha256_file(req.model_script)
         except UnicodeDecodeError:
             problems.append(f"--model-script {req.model_script}: not a UTF-8 text .alls file")
-    input_name, input_shape, output_shapes = "", list[int](), dict[str, list[int]]()
+    input_name, input_shape, output_shapes = "", list[int | str](), dict[str, list[int]]()
     if "--onnx" not in missing:
         input_name, input_shape, output_shapes = _check_onnx(req.onnx, req.num_motifs, problems)
-    samples = 0 if "--calib" in missing else _check_calib(req.calib, problems, warnings)
+    samples, calib_shape = (0, []) if "--calib" in missing else _check_calib(req.calib, problems, warnings)
     if problems:
         raise InputError(problems)
     return Checked(
@@ -183,5 +204,6 @@ def check(req: Request) -> Checked:
         input_shape=input_shape,
         output_shapes=output_shapes,
         calib_samples=samples,
+        calib_shape=calib_shape,
         warnings=warnings,
     )

@@ -21,7 +21,8 @@ from typing import Protocol
 
 from .dfc import DfcCli, dfc_version, paired_hailort
 from .errors import InputError, ReleaseExists
-from .inputs import Checked, Request, check, sha256_file
+from .har import parsed_input_shape
+from .inputs import Checked, Request, check, check_calib_layout, sha256_file
 
 # Manifest fields that identify a build; a rerun that matches them changes nothing.
 IDENTITY = ("onnx_sha256", "calib_sha256", "model_script_sha256", "hw_arch", "dfc_version", "config_version")
@@ -112,6 +113,9 @@ class Compiler:
             return har
 
         parsed = self._stage("parse", k_parse, ".har", stages, parse)
+        # The layout the DFC chose for the input decides the calibration set's shape.
+        parsed_shape = parsed_input_shape(parsed)
+        check_calib_layout(checked.calib_shape, parsed_shape)
 
         def optimize(work: Path) -> Path:
             har = work / f"{net}_optimized.har"
@@ -127,7 +131,7 @@ class Compiler:
             return dfc.compile(optimized, req.hw_arch, out_dir, work)
 
         hef = self._stage("compile", k_comp, ".hef", stages, compile_)
-        manifest = self._manifest(req, checked, identity, hef, hailort)
+        manifest = self._manifest(req, checked, identity, hef, hailort, parsed_shape)
         self._write_release(release, hef, req.onnx, manifest)
         return Result(release, manifest, stages)
 
@@ -158,7 +162,12 @@ class Compiler:
 
     @staticmethod
     def _manifest(
-        req: Request, checked: Checked, identity: dict[str, str | None], hef: Path, hailort: str
+        req: Request,
+        checked: Checked,
+        identity: dict[str, str | None],
+        hef: Path,
+        hailort: str,
+        parsed_shape: list[int],
     ) -> dict[str, object]:
         return {
             "model": req.model_name,
@@ -167,7 +176,15 @@ class Compiler:
             "hef_sha256": sha256_file(hef),
             **identity,
             "hailort_version": hailort,
-            "input": {"name": checked.input_name, "shape": checked.input_shape, "dtype": "float32"},
+            # onnx_shape as the model declares it; parsed_shape as the DFC parsed it (NHWC, batch -1);
+            # hef_shape as HailoRT reports the HEF's input ([H, W, C]), what the sidecar checks.
+            "input": {
+                "name": checked.input_name,
+                "onnx_shape": checked.input_shape,
+                "parsed_shape": parsed_shape,
+                "hef_shape": parsed_shape[1:],
+                "dtype": "float32",
+            },
             "outputs": checked.output_shapes,
             "num_motifs": checked.output_shapes["motif_scores"][-1],
             "calib_samples": checked.calib_samples,

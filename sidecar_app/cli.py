@@ -75,7 +75,7 @@ def _reference_model(args: argparse.Namespace) -> int:
     from .backends.base import file_sha256
     from .refmodel import reference_model
 
-    path = reference_model(Path(args.out), args.num_motifs, args.seed, args.perturb)
+    path = reference_model(Path(args.out), args.num_motifs, args.seed, args.perturb, nchw=args.nchw)
     print(f"{path}  sha256 {file_sha256(path)}")
     return 0
 
@@ -83,8 +83,9 @@ def _reference_model(args: argparse.Namespace) -> int:
 def _calib_set(args: argparse.Namespace) -> int:
     from .refmodel import calibration_set
 
-    path = calibration_set(Path(args.out), args.n, args.seed)
-    print(f"{path}  {args.n} windows, shape ({args.n}, 1, 100, 9) float32 (NHWC)")
+    shape = tuple(int(d) for d in args.shape.split(","))
+    path = calibration_set(Path(args.out), args.n, args.seed, shape)
+    print(f"{path}  {args.n} windows, shape ({args.n}, {', '.join(map(str, shape))}) float32 (NHWC)")
     return 0
 
 
@@ -142,12 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-motifs", type=int, default=12)
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--perturb", type=float, default=0.0, help="weight noise scale (parity tests)")
+    s.add_argument("--nchw", action="store_true", help="input [N, 1, 100, 9] instead of [N, 100, 9]")
     s.set_defaults(func=_reference_model)
 
-    s = sub.add_parser("calib-set", help="write a calibration set (N, 1, 100, 9) float32 .npy")
+    s = sub.add_parser("calib-set", help="write a calibration set, float32 .npy, (N, H, W, C) NHWC")
     s.add_argument("out")
     s.add_argument("--n", type=int, default=1024)
     s.add_argument("--seed", type=int, default=11)
+    s.add_argument(
+        "--shape",
+        default="1,100,9",
+        help="per-sample H,W,C as the DFC parsed the model's input (hailo-compile names it): 1,100,9 "
+        "for an ONNX input [N, 100, 9], 100,9,1 for [N, 1, 100, 9] (default 1,100,9)",
+    )
     s.set_defaults(func=_calib_set)
 
     s = sub.add_parser("openapi", help="print (or write) the OpenAPI document")

@@ -37,11 +37,14 @@ class Metrics:
         self.backend_errors = Counter(
             "hailo_sidecar_backend_errors", "Backend failures by kind", ["kind"], registry=r
         )
+        # model_kind is the served file's kind (hef, onnx; stub serves no file); hef_sha256 is set
+        # only when a HEF is served (empty otherwise, which Prometheus treats as absent).
         self.model_info = Gauge(
             "hailo_sidecar_model_info", "The model being served (value 1)",
-            ["hef_sha256", "config_version", "mode", "num_motifs"], registry=r,
+            ["model_kind", "model_sha256", "hef_sha256", "config_version", "mode", "num_motifs"], registry=r,
         )  # fmt: skip
 
-    def set_model(self, sha256: str, config_version: str, mode: str, num_motifs: int) -> None:
+    def set_model(self, kind: str, sha256: str, config_version: str, mode: str, num_motifs: int) -> None:
         self.model_info.clear()
-        self.model_info.labels(sha256, config_version, mode, str(num_motifs)).set(1)
+        hef = sha256 if kind == "hef" else ""
+        self.model_info.labels(kind, sha256, hef, config_version, mode, str(num_motifs)).set(1)

@@ -74,7 +74,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "ready": {"type": "boolean"},
         "reason": {"type": "string", "nullable": True},
         "model_path": {"type": "string", "nullable": True},
-        "hef_sha256": {"type": "string", "nullable": True},
+        "model_kind": {"type": "string", "enum": ["hef", "onnx", "stub"], "nullable": True},
+        "model_sha256": {"type": "string", "nullable": True},
+        "hef_sha256": {"type": "string", "x-description": "only while a HEF is served (model_sha256 then)"},
         "expected_sha256": {"type": "string", "nullable": True},
         "config_version": {"type": "string"},
         "num_motifs": {"type": "integer"},
@@ -184,7 +186,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 },
                 "Health": {
                     "type": "object",
-                    "required": ["status", "mode", "ready", "hef_sha256", "config_version"],
+                    "required": ["status", "mode", "ready", "model_kind", "model_sha256", "config_version"],
                     "properties": health_props,
                 },
                 "Ready": {

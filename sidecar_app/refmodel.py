@@ -18,8 +18,11 @@ HIDDEN = 128
 OPSET = 17
 
 
-def reference_model(out: Path, num_motifs: int = 12, seed: int = 7, perturb: float = 0.0) -> Path:
-    """Writes the encoder; ``perturb`` > 0 adds noise of that scale to the weights (parity tests)."""
+def reference_model(
+    out: Path, num_motifs: int = 12, seed: int = 7, perturb: float = 0.0, nchw: bool = False
+) -> Path:
+    """Writes the encoder; ``perturb`` > 0 adds noise of that scale to the weights (parity tests).
+    ``nchw``: the input is [N, 1, 100, 9] (an image-like layout, which the DFC parses as NCHW)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -52,7 +55,11 @@ def reference_model(out: Path, num_motifs: int = 12, seed: int = 7, perturb: flo
     graph = helper.make_graph(
         nodes,
         "imu_encoder",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", WINDOW_LEN, CHANNELS])],
+        [
+            helper.make_tensor_value_info(
+                "x", TensorProto.FLOAT, ["N", 1, WINDOW_LEN, CHANNELS] if nchw else ["N", WINDOW_LEN, CHANNELS]
+            )
+        ],
         [
             helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["N", LATENT_DIM]),
             helper.make_tensor_value_info("motif_scores", TensorProto.FLOAT, ["N", num_motifs]),
@@ -83,11 +90,14 @@ def sample_windows(n: int, seed: int = 11) -> np.ndarray:
     return windows
 
 
-def calibration_set(out: Path, n: int, seed: int = 11) -> Path:
-    """Writes (N, 1, 100, 9) float32: NHWC with H=1, W=100 time steps, C=9 channels."""
+def calibration_set(out: Path, n: int, seed: int = 11, shape: tuple[int, ...] = (1, WINDOW_LEN, CHANNELS)) -> Path:
+    """Writes (N, H, W, C) float32 windows in the layout the DFC parsed the input as: (1, 100, 9)
+    by default, (100, 9, 1) for an ONNX input [N, 1, 100, 9]. Time steps stay the outer axis."""
     if n < 1:
         raise ValueError("--n must be at least 1")
-    data = sample_windows(n, seed)[:, None, :, :]
+    if len(shape) != 3 or [d for d in shape if d != 1] != [WINDOW_LEN, CHANNELS]:
+        raise ValueError(f"--shape {shape}: H,W,C must hold {WINDOW_LEN} time steps then {CHANNELS} channels")
+    data = sample_windows(n, seed).reshape(n, *shape)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as f:
         np.save(f, data)

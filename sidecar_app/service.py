@@ -84,7 +84,7 @@ class ModelService:
         active = self.active
         if active:
             self.metrics.set_model(
-                active.info.sha256, self.settings.config_version, active.info.mode,
+                active.info.kind, active.info.sha256, self.settings.config_version, active.info.mode,
                 self.settings.num_motifs,
             )  # fmt: skip
         else:
@@ -231,7 +231,10 @@ class ModelService:
             "ready": self.ready,
             "reason": self.reason,
             "model_path": active.info.model_path if active else None,
-            "hef_sha256": active.info.sha256 if active else None,
+            "model_kind": active.info.kind if active else None,
+            "model_sha256": active.info.sha256 if active else None,
+            # The handoff's name, kept for the case it names: a HEF is served.
+            **({"hef_sha256": active.info.sha256} if active and active.info.kind == "hef" else {}),
             "expected_sha256": self.settings.model_sha256,
             "config_version": self.settings.config_version,
             "num_motifs": self.settings.num_motifs,

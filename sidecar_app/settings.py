@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     )
     hef_path: Path = Field(Path("/models/model.hef"), description="HEF file for hailo mode")
     onnx_path: Path = Field(Path("/models/model.onnx"), description="ONNX file for onnx mode")
+    manifest_path: Path | None = Field(
+        None,
+        description="the release's manifest.json; unset: manifest.json beside the model file when there is one",
+    )
+    hailo_device: Path = Field(
+        Path("/dev/hailo0"),
+        description="the device node, for the access check when HailoRT cannot open it (hailo mode)",
+    )
     model_sha256: str | None = Field(
         None,
         pattern=r"^[0-9a-fA-F]{64}$",
@@ -70,6 +78,13 @@ class Settings(BaseSettings):
     @property
     def model_path(self) -> Path | None:
         return {"stub": None, "onnx": self.onnx_path, "hailo": self.hef_path}[self.mode]
+
+    def manifest_for(self, model: Path) -> Path | None:
+        """The release manifest that describes MODEL: MANIFEST_PATH, or one beside the file."""
+        if self.manifest_path is not None:
+            return self.manifest_path
+        beside = model.parent / "manifest.json"
+        return beside if beside.is_file() else None
 
     def public(self) -> dict[str, object]:
         """The effective configuration for the start-up log (nothing secret lives here)."""

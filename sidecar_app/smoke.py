@@ -31,6 +31,17 @@ def _call(url: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[i
         return err.code, dict(err.headers), err.read()
 
 
+class Failed(Exception):
+    """A smoke check did not hold; the message says what was seen."""
+
+
+def expect(condition: bool, message: str) -> None:
+    """An explicit comparison (not ``assert``: the smoke decides rollbacks and must not vanish
+    under ``python -O``)."""
+    if not condition:
+        raise Failed(message)
+
+
 def run_smoke(
     url: str,
     expect_sha256: str | None = None,
@@ -65,24 +76,27 @@ def run_smoke(
 
     def c_health() -> str:
         status, _, body = _call(base + "/healthz")
-        assert status == 200, f"HTTP {status}"
+        expect(status == 200, f"HTTP {status}")
         health.update(json.loads(body))
-        assert health["status"] in ("ok", "degraded"), f"status {health['status']}: {health.get('reason')}"
+        expect(health["status"] in ("ok", "degraded"), f"status {health['status']}: {health.get('reason')}")
         if expect_sha256:
-            assert health["hef_sha256"] == expect_sha256.lower(), (
-                f"hef_sha256 {health['hef_sha256']} != expected {expect_sha256}"
+            expect(
+                health.get("model_sha256") == expect_sha256.lower(),
+                f"model_sha256 {health.get('model_sha256')} != expected {expect_sha256}",
             )
         if expect_config_version:
-            assert health["config_version"] == expect_config_version, (
-                f"config_version {health['config_version']!r} != {expect_config_version!r}"
+            expect(
+                health["config_version"] == expect_config_version,
+                f"config_version {health['config_version']!r} != {expect_config_version!r}",
             )
         return (
-            f"{health['status']}, mode {health.get('serving_mode')}, sha256 {str(health['hef_sha256'])[:12]}"
+            f"{health['status']}, mode {health.get('serving_mode')}, {health.get('model_kind')} sha256 "
+            f"{str(health.get('model_sha256'))[:12]}"
         )
 
     def c_ready() -> str:
         status, _, body = _call(base + "/readyz")
-        assert status == 200, f"HTTP {status}: {body[:200]!r}"
+        expect(status == 200, f"HTTP {status}: {body[:200]!r}")
         return "ready"
 
     outputs: list[Any] = []
@@ -91,39 +105,39 @@ def run_smoke(
         body = json.dumps({"x": KNOWN_WINDOW}).encode()
         for _ in range(2):
             status, headers, raw = _call(base + "/infer", body)
-            assert status == 200, f"HTTP {status}: {raw[:200]!r}"
+            expect(status == 200, f"HTTP {status}: {raw[:200]!r}")
             outputs.append(json.loads(raw))
         doc = outputs[0]
-        assert set(doc) >= {"latent", "motif_scores"}, f"keys {sorted(doc)}"
+        expect(set(doc) >= {"latent", "motif_scores"}, f"keys {sorted(doc)}")
         want_m = num_motifs or health.get("num_motifs") or 12
-        assert len(doc["latent"]) == LATENT_DIM, f"latent has {len(doc['latent'])} values"
-        assert len(doc["motif_scores"]) == want_m, f"motif_scores has {len(doc['motif_scores'])}"
+        expect(len(doc["latent"]) == LATENT_DIM, f"latent has {len(doc['latent'])} values")
+        expect(len(doc["motif_scores"]) == want_m, f"motif_scores has {len(doc['motif_scores'])}")
         values = doc["latent"] + doc["motif_scores"]
-        assert all(isinstance(v, float | int) and math.isfinite(v) for v in values), "non-finite output"
-        assert all(0.0 <= v <= 1.0 for v in doc["motif_scores"]), "motif score outside [0, 1]"
-        assert outputs[0] == outputs[1], "same window gave different outputs"
+        expect(all(isinstance(v, float | int) and math.isfinite(v) for v in values), "non-finite output")
+        expect(all(0.0 <= v <= 1.0 for v in doc["motif_scores"]), "motif score outside [0, 1]")
+        expect(outputs[0] == outputs[1], "same window gave different outputs")
         mode = {k.lower(): v for k, v in headers.items()}.get("x-infer-mode", "?")
         return f"64 + {want_m} finite values, deterministic, mode {mode}"
 
     def c_malformed() -> str:
         bad = json.dumps({"x": KNOWN_WINDOW[:-1]}).encode()
         status, _, raw = _call(base + "/infer", bad)
-        assert 400 <= status < 500, f"HTTP {status} for a 99-row window"
+        expect(400 <= status < 500, f"HTTP {status} for a 99-row window")
         msg = json.loads(raw).get("error", "")
-        assert msg, "no error message"
+        expect(bool(msg), "no error message")
         return f"HTTP {status}: {msg}"
 
     def c_metrics() -> str:
         status, _, raw = _call(base + "/metrics")
-        assert status == 200, f"HTTP {status}"
+        expect(status == 200, f"HTTP {status}")
         text = raw.decode()
         info = [ln for ln in text.splitlines() if ln.startswith("hailo_sidecar_model_info{")]
-        assert info, "no hailo_sidecar_model_info series"
+        expect(bool(info), "no hailo_sidecar_model_info series")
         if expect_sha256:
-            assert f'hef_sha256="{expect_sha256.lower()}"' in info[0], "model_info sha256 differs"
+            expect(f'model_sha256="{expect_sha256.lower()}"' in info[0], "model_info sha256 differs")
         if expect_config_version:
-            assert f'config_version="{expect_config_version}"' in info[0], "model_info config_version differs"
-        assert "hailo_sidecar_requests_total" in text, "no request counter"
+            expect(f'config_version="{expect_config_version}"' in info[0], "model_info config_version differs")
+        expect("hailo_sidecar_requests_total" in text, "no request counter")
         return "model_info present" + (
             " with expected labels" if expect_sha256 or expect_config_version else ""
         )

@@ -17,6 +17,9 @@ def create_backend(mode: Mode, settings: Settings) -> Backend:
         from .onnx import OnnxBackend
 
         return OnnxBackend(settings.onnx_path, settings.num_motifs)
+    from ..release import hef_input_shape, read_manifest
     from .hailo import HailoBackend
 
-    return HailoBackend(settings.hef_path, settings.num_motifs)
+    manifest = settings.manifest_for(settings.hef_path)
+    expected = hef_input_shape(read_manifest(manifest)) if manifest is not None else None
+    return HailoBackend(settings.hef_path, settings.num_motifs, settings.hailo_device, expected)

@@ -15,14 +15,21 @@ class ModelInfo:
     """What a loaded backend reports about its model and device."""
 
     mode: str
+    #: The served file's kind: "hef", "onnx" or "stub" (no file).
+    kind: str
     model_path: str | None
     sha256: str
     device: str
     versions: dict[str, str] = field(default_factory=dict)
+    #: The model input's shape as the runtime reports it (hailo: [H, W, C] without a batch axis).
+    input_shape: list[int] | None = None
+    #: Frames the device queue holds (hailo); None where there is no queue.
+    async_queue_size: int | None = None
 
 
 class Backend(Protocol):
     mode: str
+    kind: str
     #: True when infer() blocks on I/O or a device: the app then runs it off the event loop.
     blocking: bool
 

@@ -2,79 +2,177 @@
 
 hailo_platform is imported here and nowhere else. The device is opened once at load() and kept
 open; a VDevice belongs to the process that created it, so the server runs one process and
-serialises inference calls on one thread. HailoRT failures are mapped to reasons an operator
-can act on (see ``classify``).
+serialises inference calls on one thread.
+
+What HailoRT's own sources define, and this module follows (hailo-ai/hailort, v4.23.0):
+- The async queue is bounded. ConfiguredInferModel.run(list) is run_async + wait, and run_async
+  pushes bindings one at a time; a push with no free slot fails with status 82
+  (HAILO_QUEUE_IS_FULL) and shuts the configured model down (infer_model.cpp,
+  async_infer_runner.cpp). So windows go to the device in chunks of at most
+  get_async_queue_size(), each after wait_for_async_ready(frames_count=len(chunk)).
+- A frame that fails on the device does not fail job.wait(): the status reaches the job's callback
+  only (infer_model.cpp, AsyncInferJobImpl::wait). Every chunk gets a callback that keeps it.
+- Errors arrive as Python classes re-raised ``from`` the extension's HailoRTStatusException(str(status))
+  (pyhailort.py, ExceptionWrapper): the status number, not the message, decides the kind.
+- Stream shapes have no batch axis: NHWC inputs are [H, W, C], NC outputs [C], NHW [H, W]
+  (bindings_common.hpp, get_pybind_shape).
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DeviceError, ModelLoadError
-from ..shape import LATENT_DIM, WINDOW_VALUES
+from ..shape import CHANNELS, LATENT_DIM, WINDOW_LEN
 from ..versions import dist_version
 from .base import ModelInfo, file_sha256
 
 RUN_TIMEOUT_MS = 1000
+# Input shapes as HailoRT reports them that read a (100, 9) window row by row: the time steps stay
+# the outer axis and the channels the inner one. [100, 9] is the NHW order's [H, W].
+WINDOW_SHAPES = (
+    [1, WINDOW_LEN, CHANNELS],
+    [WINDOW_LEN, CHANNELS, 1],
+    [WINDOW_LEN, 1, CHANNELS],
+    [WINDOW_LEN, CHANNELS],
+)
 
-# HailoRT status codes (hailo/hailort.h) that users hit, with the fix to print.
-_STATUS_HINTS: dict[int, tuple[str, str]] = {
+# HailoRT status (include/hailo/hailort.h) -> (kind, what to do). 36 is refined by a look at the
+# device node: HailoRT reports a refused open() as a failed driver operation.
+_STATUS: dict[int, tuple[str, str]] = {
+    4: ("timeout", "the device did not answer in time (status 4 HAILO_TIMEOUT): check `dmesg | grep hailo`"),
+    16: (
+        "firmware_mismatch",
+        "the device runs another firmware than this HailoRT (status 16 HAILO_UNSUPPORTED_FW_VERSION): install "
+        "hailofw of the same version as hailort and reboot (the firmware is loaded at boot)",
+    ),
+    26: ("hef_invalid", "the HEF is invalid (status 26 HAILO_INVALID_HEF): compile the release again"),
+    36: (
+        "driver_error",
+        "a hailo_pci driver operation failed (status 36 HAILO_DRIVER_OPERATION_FAILED): see `dmesg | grep hailo`",
+    ),
+    63: (
+        "pipeline_aborted",
+        "the configured model was shut down after an earlier error (status 63 HAILO_STREAM_ABORT): reopening",
+    ),
+    64: (
+        "driver_missing",
+        "no Hailo driver is loaded (status 64 HAILO_DRIVER_NOT_INSTALLED): install hailo-dkms (or hailo-all), "
+        "check `dkms status` and `lsmod | grep hailo_pci`, reboot after a kernel upgrade",
+    ),
+    73: (
+        "device_in_use",
+        "the Hailo device is in use by another process (status 73 HAILO_DEVICE_IN_USE): "
+        "`fuser -v /dev/hailo0`, `docker ps`; stop the other user",
+    ),
     74: (
         "device_unavailable",
-        "no Hailo device is free (status 74 HAILO_OUT_OF_PHYSICAL_DEVICES): the device is "
-        "missing, or another process or a stale container holds it; check `hailortcli scan` "
+        "no Hailo device is free (status 74 HAILO_OUT_OF_PHYSICAL_DEVICES): the device is missing, or another "
+        "process or a stale container holds it; `fuser -v /dev/hailo0`, `docker ps`, `hailortcli scan`, "
         "and stop the other user",
     ),
     76: (
         "driver_mismatch",
-        "HailoRT driver and library versions differ (status 76 HAILO_INVALID_DRIVER_VERSION): "
-        "install hailo_pci and libhailort of the same version (hailort role, hailort_version)",
+        "HailoRT driver and library versions differ (status 76 HAILO_INVALID_DRIVER_VERSION): install hailo_pci "
+        "and libhailort of the same version (hailort role, hailort_version_set) and reboot",
     ),
-    36: (
-        "permission_denied",
-        "cannot open /dev/hailo0 (status 36, permission denied): give the container the hailo "
-        "group (group_add) or fix the udev rule",
+    82: (
+        "queue_full",
+        "more frames were pushed than the model's queue holds (status 82 HAILO_QUEUE_IS_FULL); HailoRT shut the "
+        "configured model down: reopening",
     ),
-    16: (
-        "firmware_mismatch",
-        "device firmware does not match HailoRT (status 16 HAILO_UNSUPPORTED_FW_VERSION): "
-        "install the hailofw package of the same version and reboot",
+    91: (
+        "hef_corrupted",
+        "the HEF file is corrupted (status 91 HAILO_HEF_FILE_CORRUPTED): deploy the release again from GPUSrv",
+    ),
+    92: (
+        "hef_not_supported",
+        "this HailoRT cannot read the HEF (status 92 HAILO_HEF_NOT_SUPPORTED): it was compiled by a Dataflow "
+        "Compiler paired with another HailoRT; compile with the DFC paired with this HailoRT (manifest.json "
+        "hailort_version) or install the matching HailoRT set",
+    ),
+    93: (
+        "hef_arch",
+        "the HEF was compiled for another Hailo architecture than this device (status 93 "
+        "HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE): a hailo8 HEF does not run on a Hailo-8L; recompile with the "
+        "right --hw-arch",
     ),
 }
-_STATUS_RE = re.compile(r"\((\d+)\)|status[ =:]+(\d+)", re.IGNORECASE)
+# Classes pyhailort raises without a status (no __cause__), by name.
+_CLASSES = {
+    "HailoRTTimeout": 4,
+    "HailoRTInvalidHEFException": 26,
+    "HailoRTDriverOperationFailedException": 36,
+    "HailoRTStreamAborted": 63,
+    "HailoRTHEFNotCompatibleWithDevice": 93,
+}
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
-    """Maps a HailoRT exception to (kind, actionable message)."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    text = str(exc)
-    if "HailoRTHEFNotCompatibleWithDevice" in names:
+def hailort_status(exc: BaseException) -> int | None:
+    """The HailoRT status behind an exception: the extension's HailoRTStatusException carries it
+    as args[0]; pyhailort raises its own classes ``from`` that one."""
+    for candidate in (exc.__cause__, exc):
+        if candidate is not None and type(candidate).__name__ == "HailoRTStatusException" and candidate.args:
+            try:
+                return int(candidate.args[0])
+            except (TypeError, ValueError):
+                return None
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    return next((_CLASSES[n] for n in names if n in _CLASSES), None)
+
+
+def node_access_problem(node: Path) -> tuple[str, str] | None:
+    """(kind, why) this process cannot open the device node, or None when it can."""
+    try:
+        st = node.stat()
+    except FileNotFoundError:
         return (
-            "hef_arch",
-            f"the HEF was compiled for another Hailo architecture than this device ({text}); "
-            "a hailo8 HEF does not run on Hailo-8L: recompile with the right --hw-arch",
+            "device_node_missing",
+            f"{node} does not exist in this container: map the host's node under the same name "
+            f"(devices: [{node}:{node}]; HailoRT opens /dev/ + the name under /sys/class/hailo_chardev)",
         )
-    if "HailoRTInvalidHEFException" in names:
-        return "hef_invalid", f"the HEF file is invalid or from an incompatible DFC ({text})"
-    if "HailoRTTimeout" in names:
-        return "timeout", f"inference timed out on the device ({text})"
-    if "HailoRTDriverOperationFailedException" in names and "error 13" in text:
-        return _STATUS_HINTS[36]
-    for m in _STATUS_RE.finditer(text):
-        code = int(m.group(1) or m.group(2))
-        if code in _STATUS_HINTS:
-            kind, hint = _STATUS_HINTS[code]
-            return kind, f"{hint} [{text}]"
-    return "hailort", f"HailoRT error: {text}"
+    uid, groups = os.geteuid(), {os.getegid(), *os.getgroups()}
+    if uid == 0:
+        return None
+    if st.st_uid == uid:
+        ok = st.st_mode & 0o600 == 0o600
+    elif st.st_gid in groups:
+        ok = st.st_mode & 0o060 == 0o060
+    else:
+        ok = st.st_mode & 0o006 == 0o006
+    if ok:
+        return None
+    return (
+        "permission_denied",
+        f"permission denied on {node} (owner {st.st_uid}, group {st.st_gid}, mode {st.st_mode & 0o777:04o}) for "
+        f"uid {uid} with groups {sorted(groups)}: give the container the hailo group (group_add: the group's "
+        "GID, HAILO_GID) or fix the udev rule (hailort role: GROUP=hailo, MODE=0660)",
+    )
+
+
+def classify(exc: BaseException, device: Path, opening: bool = True) -> tuple[str, str]:
+    """Maps a HailoRT exception to (kind, actionable message). While opening, status 36 is
+    HailoRT's report of a refused open() of the node: the node itself is looked at."""
+    status = hailort_status(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if status == 36 and opening:
+        problem = node_access_problem(device)
+        if problem is not None:
+            kind, why = problem
+            return kind, f"{why} [{text}]"
+    if status in _STATUS:
+        kind, hint = _STATUS[status]
+        return kind, f"{hint} [{text}]"
+    suffix = f" (status {status})" if status is not None else ""
+    return "hailort", f"HailoRT error{suffix}: {text}"
 
 
 def _is_hailort_error(exc: BaseException) -> bool:
-    return any(cls.__name__ == "HailoRTException" for cls in type(exc).__mro__)
+    return any(cls.__name__ in ("HailoRTException", "HailoRTStatusException") for cls in type(exc).__mro__)
 
 
 def _hailort_version(hp: Any) -> str:
@@ -84,18 +182,35 @@ def _hailort_version(hp: Any) -> str:
 
 class HailoBackend:
     mode = "hailo"
+    kind = "hef"
     blocking = True
 
-    def __init__(self, path: Path, num_motifs: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        num_motifs: int,
+        device: Path = Path("/dev/hailo0"),
+        expected_input_shape: list[int] | None = None,
+        vdevice: Any = None,
+    ) -> None:
         self._path = path
         self._num_motifs = num_motifs
+        self._device = device
+        self._expected_input_shape = expected_input_shape
+        # A VDevice to share (a second model on the same device); None: this backend opens its own.
+        self._shared_vdevice = vdevice
         self._vdevice: Any = None
         self._configured_ctx: Any = None
         self._cim: Any = None
         self._input = ""
-        self._input_shape: tuple[int, ...] = ()
+        self._input_shape: list[int] = []
         self._outputs: dict[str, str] = {}  # contract name -> HEF output name
-        self._output_shapes: dict[str, tuple[int, ...]] = {}
+        self._output_shapes: dict[str, list[int]] = {}
+        self.queue_size = 1
+
+    @property
+    def vdevice(self) -> Any:
+        return self._vdevice
 
     def load(self) -> ModelInfo:
         if not self._path.is_file():
@@ -118,20 +233,28 @@ class HailoBackend:
             self.close()
             if not _is_hailort_error(exc):
                 raise
-            kind, message = classify(exc)
+            kind, message = classify(exc, self._device)
             raise ModelLoadError(kind, message) from None
         return ModelInfo(
             mode="hailo",
+            kind=self.kind,
             model_path=str(self._path),
             sha256=sha,
-            device="hailo (/dev/hailo0)",
+            device=f"hailo ({self._device})",
             versions={"hailort": _hailort_version(hp)},
+            input_shape=list(self._input_shape),
+            async_queue_size=self.queue_size,
         )
 
     def _open(self, hp: Any) -> None:
-        params = hp.VDevice.create_params()
-        params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
-        self._vdevice = hp.VDevice(params)
+        if self._shared_vdevice is not None:
+            self._vdevice = self._shared_vdevice
+        else:
+            params = hp.VDevice.create_params()
+            # ROUND_ROBIN: the scheduler runs the model without activate(), and several models can
+            # share the device (the default is NONE).
+            params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
+            self._vdevice = hp.VDevice(params)
         infer_model = self._vdevice.create_infer_model(str(self._path))
         infer_model.set_batch_size(1)
         names_in = list(infer_model.input_names)
@@ -139,20 +262,35 @@ class HailoBackend:
             raise ModelLoadError("contract", f"HEF has {len(names_in)} inputs, expected 1")
         self._input = names_in[0]
         inp = infer_model.input(self._input)
-        self._input_shape = tuple(int(d) for d in inp.shape)
-        if int(np.prod(self._input_shape)) != WINDOW_VALUES:
-            raise ModelLoadError(
-                "contract",
-                f"HEF input {self._input} has shape {list(self._input_shape)}, expected 100x9 "
-                "(e.g. [1, 100, 9] in HWC order)",
-            )
+        self._input_shape = [int(d) for d in inp.shape]
+        self._check_input_shape()
         inp.set_format_type(hp.FormatType.FLOAT32)
         self._outputs = self._match_outputs(infer_model)
         for hef_name in self._outputs.values():
             infer_model.output(hef_name).set_format_type(hp.FormatType.FLOAT32)
-            self._output_shapes[hef_name] = tuple(int(d) for d in infer_model.output(hef_name).shape)
+            self._output_shapes[hef_name] = [int(d) for d in infer_model.output(hef_name).shape]
         self._configured_ctx = infer_model.configure()
         self._cim = self._configured_ctx.__enter__()
+        self.queue_size = max(1, int(self._cim.get_async_queue_size()))
+
+    def _check_input_shape(self) -> None:
+        shape = self._input_shape
+        if shape not in WINDOW_SHAPES:
+            raise ModelLoadError(
+                "contract",
+                f"HEF input {self._input} has shape {shape} (HailoRT reports [H, W, C] without a batch axis); "
+                f"a window of {WINDOW_LEN} time steps x {CHANNELS} channels is read row by row only by "
+                f"{', '.join(str(s) for s in WINDOW_SHAPES)}. Compile from an ONNX input [N, {WINDOW_LEN}, "
+                f"{CHANNELS}] or [N, 1, {WINDOW_LEN}, {CHANNELS}] (the DFC reads NCHW and lays it out NHWC), "
+                "or move the transpose into the model",
+            )
+        expected = self._expected_input_shape
+        if expected is not None and list(expected) != shape:
+            raise ModelLoadError(
+                "contract",
+                f"HEF input {self._input} has shape {shape}, but the release's manifest.json says the compiler "
+                f"parsed {list(expected)}: this HEF is not the one that release was compiled into",
+            )
 
     def _match_outputs(self, infer_model: Any) -> dict[str, str]:
         """Finds the latent (64) and motif (NUM_MOTIFS) outputs by name, else by size."""
@@ -175,39 +313,55 @@ class HailoBackend:
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._cim is None:
             raise DeviceError("device_closed", "the Hailo device is not open")
+        n = x.shape[0]
+        latent = np.empty((n, LATENT_DIM), np.float32)
+        motifs = np.empty((n, self._num_motifs), np.float32)
+        views = {self._outputs["latent"]: latent, self._outputs["motif_scores"]: motifs}
+        failures: list[BaseException] = []
+
+        def done(completion_info: Any) -> None:  # runs on a HailoRT thread
+            if completion_info.exception is not None:
+                failures.append(completion_info.exception)
+
         try:
-            bindings_list = []
-            for window in x:
-                out_buffers = {
-                    name: np.empty(shape, dtype=np.float32) for name, shape in self._output_shapes.items()
-                }
-                bindings = self._cim.create_bindings(output_buffers=out_buffers)
-                bindings.input(self._input).set_buffer(
-                    np.ascontiguousarray(window.reshape(self._input_shape))
-                )
-                bindings_list.append(bindings)
-            self._cim.run(bindings_list, RUN_TIMEOUT_MS)
-            latent = np.stack(
-                [b.output(self._outputs["latent"]).get_buffer().reshape(-1) for b in bindings_list]
-            )
-            motifs = np.stack(
-                [b.output(self._outputs["motif_scores"]).get_buffer().reshape(-1) for b in bindings_list]
-            )
+            jobs = []
+            for start in range(0, n, self.queue_size):
+                stop = min(start + self.queue_size, n)
+                # Never more frames than the queue has free slots: a push past them is status 82
+                # and shuts the configured model down.
+                self._cim.wait_for_async_ready(RUN_TIMEOUT_MS, frames_count=stop - start)
+                bindings = []
+                for i in range(start, stop):
+                    b = self._cim.create_bindings(
+                        output_buffers={
+                            name: out[i].reshape(self._output_shapes[name]) for name, out in views.items()
+                        }
+                    )
+                    b.input(self._input).set_buffer(x[i].reshape(self._input_shape))
+                    bindings.append(b)
+                jobs.append(self._cim.run_async(bindings, done))
+            for job in jobs:
+                job.wait(RUN_TIMEOUT_MS)
         except Exception as exc:
             if not _is_hailort_error(exc):
                 raise
-            kind, message = classify(exc)
+            kind, message = classify(exc, self._device, opening=False)
             raise DeviceError(kind, message) from None
-        return latent.astype(np.float32, copy=False), motifs.astype(np.float32, copy=False)
+        if failures:
+            kind, message = classify(failures[0], self._device, opening=False)
+            raise DeviceError(kind, message)
+        return latent, motifs
 
     def close(self) -> None:
         ctx, vdev = self._configured_ctx, self._vdevice
         self._cim = self._configured_ctx = self._vdevice = None
-        for release in (
-            (lambda: ctx.__exit__(None, None, None)) if ctx is not None else None,
-            getattr(vdev, "release", None),
-        ):
-            if release is None:
-                continue
-            with contextlib.suppress(Exception):  # best effort on a failed device
-                release()
+        if ctx is not None:
+            try:
+                ctx.__exit__(None, None, None)
+            except Exception:  # noqa: S110 - best effort on a failed device
+                pass
+        if vdev is not None and vdev is not self._shared_vdevice:
+            try:
+                vdev.release()
+            except Exception:  # noqa: S110 - best effort on a failed device
+                pass

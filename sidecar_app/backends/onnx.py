@@ -19,6 +19,7 @@ def _dims(shape: list[Any]) -> list[int | None]:
 
 class OnnxBackend:
     mode = "onnx"
+    kind = "onnx"
     blocking = False
 
     def __init__(self, path: Path, num_motifs: int, threads: int = 1) -> None:
@@ -51,6 +52,7 @@ class OnnxBackend:
         self._session = session
         return ModelInfo(
             mode="onnx",
+            kind="onnx",
             model_path=str(self._path),
             sha256=sha,
             device="cpu",

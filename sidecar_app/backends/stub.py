@@ -19,6 +19,7 @@ _SEED = 20250831
 
 class StubBackend:
     mode = "stub"
+    kind = "stub"
     blocking = False
 
     def __init__(self, num_motifs: int) -> None:
@@ -30,7 +31,7 @@ class StubBackend:
 
     def load(self) -> ModelInfo:
         digest = hashlib.sha256(self._w_latent.tobytes() + self._w_motif.tobytes()).hexdigest()
-        return ModelInfo(mode="stub", model_path=None, sha256=digest, device="none (stub)")
+        return ModelInfo(mode="stub", kind="stub", model_path=None, sha256=digest, device="none (stub)")
 
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         flat = x.reshape(x.shape[0], WINDOW_VALUES)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-FAKES = Path(__file__).resolve().parents[1] / "fakes"
-for _fakes in (FAKES, FAKES / "dfc"):
-    if str(_fakes) not in sys.path:
-        sys.path.insert(0, str(_fakes))
+# The stand-ins (HailoRT's binding, the DFC) live with the lab: lab/standins.
+STANDINS = Path(__file__).resolve().parents[2] / "lab" / "standins"
+if str(STANDINS) not in sys.path:
+    sys.path.insert(0, str(STANDINS))
 
-import hailo_platform  # noqa: E402  (the stand-in, from tests/fakes)
+from hailo_platform import standin  # noqa: E402  (the stand-in's fault controls)
 
 from sidecar_app.app import create_app  # noqa: E402
 from sidecar_app.backends.base import file_sha256  # noqa: E402
@@ -35,14 +35,14 @@ def onnx_sha(onnx_model: Path) -> str:
 
 @pytest.fixture
 def hef(tmp_path: Path) -> Path:
-    return hailo_platform.write_standin_hef(tmp_path / "model.hef")
+    return standin.write_standin_hef(tmp_path / "model.hef")
 
 
 @pytest.fixture(autouse=True)
 def _reset_standin() -> Iterator[None]:
-    hailo_platform.CONTROL.clear()
+    standin.reset()
     yield
-    hailo_platform.CONTROL.clear()
+    standin.reset()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""hailo-compile orchestration against the stand-in DFC (tests/fakes/dfc): input checks, the
+"""hailo-compile orchestration against the stand-in DFC (lab/standins): input checks, the
 documented CLI calls, the stage cache, immutable releases, and serving the compiled HEF."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import standin_dfc  # the stand-in, from tests/fakes/dfc (on sys.path below)
+import standin_dfc  # the stand-in, from lab/standins (on sys.path: conftest)
 from onnx import TensorProto, helper
 
 from hef_compiler.cli import main
@@ -75,7 +75,11 @@ def test_release_files_and_manifest(inputs: dict[str, Path], dfc: Path) -> None:
     assert m["model_script_sha256"] == sha256_file(inputs["script"])
     assert (m["dfc_version"], m["hailort_version"], m["hw_arch"]) == ("3.33.0", "4.23", "hailo8")
     assert (m["model"], m["version"], m["config_version"]) == ("imu-encoder", "1.0.0", "cfg-7")
-    assert m["input"] == {"name": "x", "shape": [1, 100, 9], "dtype": "float32"}
+    # The reference model's input is [N, 100, 9]: the stand-in DFC parses it as NHWC [-1, 1, 100, 9].
+    assert m["input"] == {
+        "name": "x", "onnx_shape": ["N", 100, 9], "parsed_shape": [-1, 1, 100, 9], "hef_shape": [1, 100, 9],
+        "dtype": "float32",
+    }  # fmt: skip
     assert m["outputs"] == {"latent": [1, 64], "motif_scores": [1, 12]}
     assert m["num_motifs"] == 12 and m["calib_samples"] == 64
     assert m["created_at"].endswith("Z")
@@ -197,6 +201,29 @@ def test_unknown_dfc_version_needs_an_explicit_hailort(
     assert (m["dfc_version"], m["hailort_version"]) == ("3.40.1", "4.30")
 
 
+def test_nchw_input_needs_a_calibration_set_in_the_parsed_layout(
+    inputs: dict[str, Path], dfc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ONNX input [N, 1, 100, 9] is parsed NCHW -> NHWC [-1, 100, 9, 1]: a calibration set in
+    the old fixed (N, 1, 100, 9) layout is refused after the parse, naming the shape and the fix,
+    before optimize runs; one in the parsed layout compiles, and the manifest says so."""
+    nchw = reference_model(tmp_path / "nchw.onnx", nchw=True)
+    assert run(inputs, onnx=nchw) == 2
+    err = capsys.readouterr().err
+    assert "the DFC parsed the model's input as NHWC [-1, 100, 9, 1]" in err
+    assert "calib-set OUT.npy --shape 100,9,1" in err
+    assert [c[0] for c in calls(dfc)] == ["parser"], "optimize ran with a calibration set of the wrong layout"
+    assert not (inputs["out"] / "imu-encoder" / "1.0.0").exists()
+    fitting = calibration_set(tmp_path / "calib-nhwc.npy", 64, shape=(100, 9, 1))
+    assert run(inputs, onnx=nchw, calib=fitting) == 0
+    m = json.loads((inputs["out"] / "imu-encoder" / "1.0.0" / "manifest.json").read_text())
+    assert m["input"]["parsed_shape"] == [-1, 100, 9, 1] and m["input"]["hef_shape"] == [100, 9, 1]
+    # The sidecar serves it and checks the HEF against the manifest beside it.
+    backend = HailoBackend(inputs["out"] / "imu-encoder" / "1.0.0" / "model.hef", 12, Path("/dev/hailo0"), [100, 9, 1])
+    assert backend.load().input_shape == [100, 9, 1]
+    backend.close()
+
+
 def test_compiled_hef_is_served_by_the_hailo_backend(inputs: dict[str, Path]) -> None:
     """The release goes straight into the sidecar (HailoRT stand-in): shapes and names line up."""
     assert run(inputs) == 0
@@ -267,7 +294,8 @@ BAD = {
     "onnx one output": ({"onnx": (["N", 100, 9], {"latent": 64})}, [], "--onnx", "the contract needs two"),
     "num motifs": ({}, ["--num-motifs", "10"], "--onnx", "motif_scores has 12 values, --num-motifs is 10"),
     "calib float64": ({"calib": WINDOWS.astype(np.float64)}, [], "--calib", "dtype is float64"),
-    "calib NHW": ({"calib": np.zeros((64, 100, 9), np.float32)}, [], "--calib", "add the H axis"),
+    "calib NHW": ({"calib": np.zeros((64, 100, 9), np.float32)}, [], "--calib", "add an axis"),
+    "calib 8 channels": ({"calib": np.zeros((64, 1, 100, 8), np.float32)}, [], "--calib", "H*W*C = 900"),
     "calib too few": ({"calib": WINDOWS[:10]}, [], "--calib", "10 samples; at least 64"),
     "calib NaN": (
         {"calib": _nan_calib()},
@@ -311,7 +339,7 @@ def test_invalid_input_is_named_and_nothing_runs(
     extra = [str(over.pop("script")) if a == "@script" else a for a in extra]
     assert run(inputs, *extra, **over) == 2
     err = capsys.readouterr().err
-    assert "invalid input, nothing was run" in err
+    assert "invalid input, no release was written" in err
     line = next((ln for ln in err.splitlines() if ln.strip().startswith(f"- {flag}")), "")
     assert text in line, err
     assert calls(dfc) == [] and not inputs["out"].exists()

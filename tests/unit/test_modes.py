@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
-import hailo_platform
 import numpy as np
 import onnxruntime as ort
 import pytest
+
+from hailo_platform import standin
 
 from sidecar_app.backends.base import file_sha256
 from sidecar_app.refmodel import reference_model
@@ -58,7 +59,7 @@ def test_checksum_mismatch_never_serves(make_client, onnx_model):
 def test_checksum_match_serves(make_client, onnx_model, onnx_sha):
     client = make_client(INFER_MODE="onnx", ONNX_PATH=onnx_model, MODEL_SHA256=onnx_sha.upper())
     assert client.get("/readyz").status_code == 200
-    assert client.get("/healthz").json()["hef_sha256"] == onnx_sha
+    assert client.get("/healthz").json()["model_sha256"] == onnx_sha
 
 
 def test_hailo_contract_and_health(make_client, hef):
@@ -69,56 +70,12 @@ def test_hailo_contract_and_health(make_client, hef):
     assert len(doc["latent"]) == 64 and len(doc["motif_scores"]) == 12
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["mode"] == "hailo"
-    assert health["hef_sha256"] == file_sha256(hef)
+    assert health["model_kind"] == "hef" and health["hef_sha256"] == health["model_sha256"] == file_sha256(hef)
     assert health["versions"]["hailort"] == "4.23.0"
     assert health["config_version"] == "cfg-7"
     # The device is opened once and kept open across requests.
     client.post("/infer", json={"x": GOOD})
-    assert len(hailo_platform.OPEN_VDEVICES) == 1
-
-
-@pytest.mark.parametrize(
-    ("status", "kind", "fix"),
-    [
-        (74, "device_unavailable", "another process"),
-        (76, "driver_mismatch", "same version"),
-        (36, "permission_denied", "hailo group"),
-        (16, "firmware_mismatch", "hailofw"),
-    ],
-)
-def test_hailo_open_failures_are_actionable(make_client, hef, status, kind, fix):
-    hailo_platform.CONTROL["open_status"] = status
-    client = make_client(INFER_MODE="hailo", HEF_PATH=hef)
-    health = client.get("/healthz").json()
-    assert health["status"] == "unavailable"
-    assert fix in health["reason"]
-    metrics = client.get("/metrics").text
-    assert f'hailo_sidecar_backend_errors_total{{kind="{kind}"}} 1.0' in metrics
-    r = client.post("/infer", json={"x": GOOD})
-    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
-
-
-def test_hailo_wrong_arch_and_bad_shapes(make_client, tmp_path):
-    hef8 = hailo_platform.write_standin_hef(tmp_path / "h8.hef", arch="hailo8")
-    hailo_platform.CONTROL["device_arch"] = "hailo8l"
-    client = make_client(INFER_MODE="hailo", HEF_PATH=hef8)
-    assert "recompile with the right --hw-arch" in client.get("/healthz").json()["reason"]
-
-    hailo_platform.CONTROL.clear()
-    wrong = hailo_platform.write_standin_hef(tmp_path / "w.hef", input_shape=(1, 100, 8))
-    client = make_client(INFER_MODE="hailo", HEF_PATH=wrong)
-    assert "expected 100x9" in client.get("/healthz").json()["reason"]
-
-    garbage = tmp_path / "garbage.hef"
-    garbage.write_bytes(b"\x00\x01not a hef")
-    client = make_client(INFER_MODE="hailo", HEF_PATH=garbage)
-    assert "invalid" in client.get("/healthz").json()["reason"].lower()
-
-
-def test_hailo_binding_missing_is_explained(make_client, hef, monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "hailo_platform", None)
-    client = make_client(INFER_MODE="hailo", HEF_PATH=hef)
-    assert "HailoRT Python binding" in client.get("/healthz").json()["reason"]
+    assert standin.held_vdevices() == 1
 
 
 def test_device_failure_then_recovery(make_client, hef):
@@ -126,11 +83,12 @@ def test_device_failure_then_recovery(make_client, hef):
     service = client.app.state.service
     assert client.get("/healthz").json()["status"] == "ok"
 
-    hailo_platform.CONTROL["fail_runs"] = 1
-    hailo_platform.CONTROL["open_status"] = 74  # the device stays unavailable for now
+    # A frame fails on the device (PCIe gone): HailoRT reports it to the job's callback only.
+    standin.CONTROL["fail_frames"] = 1
+    standin.CONTROL["open_status"] = 74  # the device stays unavailable for now
     r = client.post("/infer", json={"x": GOOD})
     assert r.status_code == 503
-    assert "HAILO_OUT_OF_PHYSICAL_DEVICES" in r.json()["error"]
+    assert "HAILO_DRIVER_OPERATION_FAILED" in r.json()["error"]
     assert r.headers["retry-after"] == "1"
     health = client.get("/healthz").json()
     assert health["status"] == "unavailable" and health["ready"] is False
@@ -138,9 +96,9 @@ def test_device_failure_then_recovery(make_client, hef):
     assert ready.status_code == 503 and 1 <= int(ready.headers["retry-after"]) <= 2
     metrics = client.get("/metrics").text
     assert "hailo_sidecar_ready 0.0" in metrics
-    assert 'hailo_sidecar_backend_errors_total{kind="device_unavailable"}' in metrics
+    assert 'hailo_sidecar_backend_errors_total{kind="driver_error"} 1.0' in metrics
 
-    hailo_platform.CONTROL.pop("open_status")  # the device is back
+    standin.CONTROL.pop("open_status")  # the device is back
     service._next_retry = 0.0  # skip the backoff wait
     r = client.post("/infer", json={"x": GOOD})
     assert r.status_code == 200
@@ -149,7 +107,7 @@ def test_device_failure_then_recovery(make_client, hef):
 
 
 def test_backoff_bounds_reopen_attempts(make_client, hef):
-    hailo_platform.CONTROL["open_status"] = 74
+    standin.CONTROL["open_status"] = 74
     client = make_client(INFER_MODE="hailo", HEF_PATH=hef, DEVICE_RETRY_MAX_S=60)
     for _ in range(20):
         client.post("/infer", json={"x": GOOD})
@@ -164,18 +122,19 @@ def test_backoff_bounds_reopen_attempts(make_client, hef):
 
 
 def test_fallback_serves_degraded_and_labels_it(make_client, hef, onnx_model, onnx_sha):
-    hailo_platform.CONTROL["open_status"] = 74
+    standin.CONTROL["open_status"] = 74
     client = make_client(
         INFER_MODE="hailo", HEF_PATH=hef, FALLBACK_MODE="onnx", ONNX_PATH=onnx_model, DEVICE_RETRY_MAX_S=0.2
     )
     health = client.get("/healthz").json()
     assert health["status"] == "degraded" and health["ready"] is True
-    assert health["serving_mode"] == "onnx" and health["hef_sha256"] == onnx_sha
+    assert health["serving_mode"] == "onnx" and health["model_sha256"] == onnx_sha
+    assert health["model_kind"] == "onnx" and "hef_sha256" not in health
     r = client.post("/infer", json={"x": GOOD})
     assert r.status_code == 200 and r.headers["x-infer-mode"] == "onnx"
     assert 'mode="onnx"' in client.get("/metrics").text
 
-    hailo_platform.CONTROL.clear()
+    standin.CONTROL.clear()
     client.app.state.service._next_retry = 0.0
     assert client.post("/infer", json={"x": GOOD}).headers["x-infer-mode"] == "hailo"
     assert client.get("/healthz").json()["status"] == "ok"
@@ -183,7 +142,7 @@ def test_fallback_serves_degraded_and_labels_it(make_client, hef, onnx_model, on
 
 def test_runtime_failure_switches_to_fallback(make_client, hef):
     client = make_client(INFER_MODE="hailo", HEF_PATH=hef, FALLBACK_MODE="stub", DEVICE_RETRY_MAX_S=30)
-    hailo_platform.CONTROL.update({"fail_runs": 1, "open_status": 74})
+    standin.CONTROL.update({"fail_frames": 1, "open_status": 74})
     assert client.post("/infer", json={"x": GOOD}).status_code == 503
     r = client.post("/infer", json={"x": GOOD})
     assert r.status_code == 200 and r.headers["x-infer-mode"] == "stub"
@@ -193,8 +152,8 @@ def test_runtime_failure_switches_to_fallback(make_client, hef):
 def test_control_file_drives_a_separate_process(tmp_path, monkeypatch):
     # The stand-in reads faults from HAILO_STANDIN_CONTROL too (used by the server tests).
     ctl = tmp_path / "ctl.json"
-    ctl.write_text(json.dumps({"fail_runs": 2}))
+    ctl.write_text(json.dumps({"fail_frames": 2, "fail_status": 87}))
     monkeypatch.setenv("HAILO_STANDIN_CONTROL", str(ctl))
-    assert hailo_platform._consume_fail_run() and hailo_platform._consume_fail_run()
-    assert not hailo_platform._consume_fail_run()
-    assert json.loads(ctl.read_text())["fail_runs"] == 0
+    assert standin.consume_frame_failure() == standin.consume_frame_failure() == 87
+    assert standin.consume_frame_failure() == 0
+    assert json.loads(ctl.read_text())["fail_frames"] == 0

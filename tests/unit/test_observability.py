@@ -16,7 +16,8 @@ def test_health_fields(make_client, onnx_model, onnx_sha):
     h = client.get("/healthz").json()
     assert h["status"] == "ok" and h["ready"] is True and h["mode"] == "onnx"
     assert h["model_path"] == str(onnx_model)
-    assert h["hef_sha256"] == onnx_sha
+    assert h["model_kind"] == "onnx" and h["model_sha256"] == onnx_sha
+    assert "hef_sha256" not in h, "hef_sha256 names a HEF: an ONNX file is not reported under it"
     assert h["config_version"] == "2025.09-a" and h["num_motifs"] == 12
     assert h["device"] == "cpu"
     assert h["versions"]["sidecar"] and h["versions"]["onnxruntime"]
@@ -39,9 +40,10 @@ def test_metrics_content(make_client):
     client.post("/infer/batch", json={"windows": [GOOD] * 5})
     client.post("/infer", content=b"{", headers={"content-type": "application/json"})
     text = client.get("/metrics").text
-    sha = client.get("/healthz").json()["hef_sha256"]
+    sha = client.get("/healthz").json()["model_sha256"]
     assert (
-        f'hailo_sidecar_model_info{{config_version="v9",hef_sha256="{sha}",mode="stub",num_motifs="12"}} 1.0'
+        f'hailo_sidecar_model_info{{config_version="v9",hef_sha256="",mode="stub",model_kind="stub",'
+        f'model_sha256="{sha}",num_motifs="12"}} 1.0'
     ) in text
     assert 'hailo_sidecar_requests_total{code="200",endpoint="/infer",method="POST"} 1.0' in text
     assert 'hailo_sidecar_requests_total{code="400",endpoint="/infer",method="POST"} 1.0' in text

@@ -18,7 +18,8 @@ import pytest
 
 from sidecar_app.smoke import run_smoke
 
-FAKES = Path(__file__).resolve().parents[1] / "fakes"
+STANDINS = Path(__file__).resolve().parents[2] / "lab" / "standins"
+
 GOOD = json.dumps({"x": [[0.1] * 9 for _ in range(100)]}).encode()
 
 
@@ -36,7 +37,7 @@ class Server:
             **os.environ,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
-            "PYTHONPATH": str(FAKES),
+            "PYTHONPATH": str(STANDINS),
             **env,
         }
         self.proc = subprocess.Popen(
@@ -75,7 +76,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 def test_smoke_passes_and_detects_wrong_expectations(server, capsys):
     health = json.loads(urllib.request.urlopen(server.url + "/healthz").read())
-    assert run_smoke(server.url, expect_sha256=health["hef_sha256"], expect_config_version="unversioned") == 0
+    assert run_smoke(server.url, expect_sha256=health["model_sha256"], expect_config_version="unversioned") == 0
     assert "smoke: 5 passed, 0 failed" in capsys.readouterr().out
     assert run_smoke(server.url, expect_sha256="0" * 64, expect_config_version="other") == 2
 
@@ -129,9 +130,9 @@ def test_oversized_body_is_refused_without_reading_it(server):
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path):
-    import hailo_platform  # the stand-in (tests/fakes, put on sys.path by conftest)
+    from hailo_platform import standin  # lab/standins, put on sys.path by conftest
 
-    hef = hailo_platform.write_standin_hef(tmp_path / "model.hef")
+    hef = standin.write_standin_hef(tmp_path / "model.hef")
     control = tmp_path / "control.json"
     control.write_text(json.dumps({"delay_s": 1.5}))
     srv = Server(INFER_MODE="hailo", HEF_PATH=str(hef), HAILO_STANDIN_CONTROL=str(control))
