@@ -4,6 +4,9 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+# The lab registry (make setup serves it) and the machine's CA bundle for pip inside builds.
+REGISTRY ?= 127.0.0.1:5000
+BUILD_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 .DEFAULT_GOAL := help
 .PHONY: help lab lab-down setup test lint unit images molecule infra acceptance bench collection lock openapi clean
@@ -12,25 +15,25 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 lab: ## The main job on the built-in lab: GPUSrv + two Pis as containers, both playbooks, a summary
-	@bash scripts/lab/lab.sh up
+	@bash lab/scripts/lab.sh up
 
 lab-down: ## Remove the lab: its hosts, the tags it pushed, build/lab
-	@bash scripts/lab/lab.sh down
+	@bash lab/scripts/lab.sh down
 
 setup: ## Prepare this machine: venv, Docker, QEMU, registry, lab images (idempotent, cached)
-	@bash scripts/lab/setup.sh
+	@bash lab/scripts/setup.sh
 
-test: ## The test command (README, CI): set-up, lint, unit + API, images + Compose, Molecule
+test: ## The test command (README, CI): set-up, lint, unit + API, images + Compose, the lab, Molecule
 	@bash scripts/test.sh
 
-lint: ## All linters: ansible-lint, yamllint, ruff, mypy, hadolint, shellcheck, actionlint
+lint: ## All linters: ansible-lint, yamllint, ruff, mypy, hadolint, shellcheck, actionlint, the tarball's contents
 	@bash scripts/test.sh lint
 
-unit: ## Sidecar unit, API and schemathesis tests (pytest)
+unit: ## Sidecar, compiler, stand-in and report unit tests, API and schemathesis tests (pytest)
 	@bash scripts/test.sh unit
 
-images: ## Runtime image for amd64 + arm64, pushed with a manifest list; image and Compose checks
-	@bash scripts/test.sh images
+images: ## The runtime image (linux/arm64) into $(REGISTRY) with images/runtime/build.sh; record build/images.json
+	@REGISTRY=$(REGISTRY) BUILD_CA=$(BUILD_CA) OUT=build/images.json bash images/runtime/build.sh
 
 molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=base)
 	@bash scripts/test.sh molecule $(SCENARIO)
@@ -45,7 +48,7 @@ acceptance: ## Hardware acceptance of one real Pi: make acceptance INVENTORY=inv
 bench: ## Sidecar benchmark against the baseline on 127.0.0.1 (prints a table, writes JSON)
 	@$(BIN)/hailo-sidecar bench $(BENCH_ARGS)
 
-collection: ## Build the Ansible collection tarball into dist/
+collection: ## Build the Ansible collection tarball into dist/ (what Galaxy users install)
 	@mkdir -p dist && $(BIN)/ansible-galaxy collection build --force --output-path dist .
 
 openapi: ## Regenerate docs/openapi.json from the contract

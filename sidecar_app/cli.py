@@ -1,5 +1,5 @@
-"""The hailo-sidecar command: serve, smoke, probe, versions, bench, parity, reference-model, calib-set,
-openapi."""
+"""The hailo-sidecar command: serve, smoke, probe, versions, bench, parity, fidelity, reference-model,
+calib-set, openapi."""
 
 from __future__ import annotations
 
@@ -113,6 +113,12 @@ def _parity(args: argparse.Namespace) -> int:
     return parity_main(args)
 
 
+def _fidelity(args: argparse.Namespace) -> int:
+    from .fidelity import main as fidelity_main
+
+    return fidelity_main(Path(args.hef), Path(args.out) if args.out else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hailo-sidecar", description=__doc__)
     p.add_argument("--version", action="version", version=__version__)
@@ -172,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json-out", default="bench-results.json")
     s.add_argument("--quick", action="store_true", help="concurrency 4 only, 1 s runs")
     s.set_defaults(func=_bench)
+
+    s = sub.add_parser(
+        "fidelity", help="record what HailoRT does on this device (shapes, queue, failures) as JSON"
+    )
+    s.add_argument("--hef", required=True, help="the deployed HEF")
+    s.add_argument("--out", help="write the JSON here instead of stdout")
+    s.set_defaults(func=_fidelity)
 
     s = sub.add_parser("parity", help="compare a candidate with the reference ONNX window by window")
     s.add_argument("--reference", required=True, help="onnx:PATH, the model the .hef was compiled from")

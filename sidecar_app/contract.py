@@ -5,6 +5,12 @@ structure (array lengths and the body's bracket count) and copies every number i
 buffer in C, refusing any non-numeric leaf; it only ever accepts. Whatever it does not accept
 goes to the exact path (orjson + numpy), which decides with the same rules and names the
 offending place. Per-element Python checks run only on that error path.
+
+Where the two JSON parsers read a body differently, the fast path declines it so the exact path
+decides: a byte order mark (simdjson skips it, orjson refuses it), a key given twice or written
+with escapes (simdjson returns the first, orjson the last). Numbers go to float32 through float64
+on both paths. tests/unit/test_contract_paths.py checks with hypothesis that every body the fast
+path accepts, the exact path accepts with the same numbers.
 """
 
 from __future__ import annotations
@@ -82,16 +88,21 @@ def decode_json(body: bytes) -> Any:
 
 
 _local = threading.local()
+_BOM = b"\xef\xbb\xbf"
 
 
 def _fast_windows(body: bytes, key: str, single: bool, max_batch: int) -> np.ndarray | None:
     """(N, 100, 9) float64 when ``body[key]`` is well-formed, else None (the exact path decides)."""
+    if body.startswith(_BOM) or b"\\" in body:
+        return None
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = simdjson.Parser()
     try:
         doc = parser.parse(body)
-        value = doc.get(key) if isinstance(doc, simdjson.Object) else None
+        if not isinstance(doc, simdjson.Object) or sum(1 for k in doc.keys() if k == key) != 1:
+            return None
+        value = doc.get(key)
         if not isinstance(value, simdjson.Array):
             return None
         windows: Any = [value] if single else value
@@ -116,7 +127,8 @@ def _fast_windows(body: bytes, key: str, single: bool, max_batch: int) -> np.nda
 
 def _to_float32(arr: np.ndarray, where: str) -> np.ndarray:
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
-        out = arr.astype(np.float32)
+        # Through float64 as the fast path does (an int64 straight to float32 can round otherwise).
+        out = arr.astype(np.float64, copy=False).astype(np.float32)
     if not np.isfinite(out).all():
         raise InvalidInput(_first_non_finite(out, where))
     return out
@@ -147,6 +159,11 @@ def parse_json_window(body: bytes) -> np.ndarray:
     fast = _fast_windows(body, "x", single=True, max_batch=1)
     if fast is not None:
         return _to_float32(fast, "x")
+    return exact_window(body)
+
+
+def exact_window(body: bytes) -> np.ndarray:
+    """parse_json_window's exact path (every body the fast path declines)."""
     doc = decode_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f'body must be a JSON object with key "x", got {_kind(doc)}')
@@ -160,6 +177,11 @@ def parse_json_batch(body: bytes, max_batch: int) -> np.ndarray:
     fast = _fast_windows(body, "windows", single=False, max_batch=max_batch)
     if fast is not None:
         return _to_float32(fast, "windows")
+    return exact_batch(body, max_batch)
+
+
+def exact_batch(body: bytes, max_batch: int) -> np.ndarray:
+    """parse_json_batch's exact path (every body the fast path declines)."""
     doc = decode_json(body)
     if not isinstance(doc, dict):
         raise InvalidInput(f'body must be a JSON object with key "windows", got {_kind(doc)}')

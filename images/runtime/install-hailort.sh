@@ -1,9 +1,11 @@
 #!/bin/sh
-# install-hailort SRC VERSION VENV PREFIX: installs HailoRT from the files a user supplied.
-# SRC holds hailort-X.Y.Z-cp311-cp311-linux_<arch>.whl (the Python binding, hailo_platform) and
-# hailort_X.Y.Z_<arch>.deb (libhailort + hailortcli). Both must be exactly VERSION: the binding
+# install-hailort SRC VERSION ARCH SITE PREFIX: installs HailoRT from the files a user supplied,
+# for the image's platform ARCH (Docker's name: arm64), on the build platform.
+# SRC holds hailort-X.Y.Z-cp311-cp311-linux_aarch64.whl (the Python binding, hailo_platform) and
+# hailort_X.Y.Z_arm64.deb (libhailort + hailortcli). Both must be exactly VERSION: the binding
 # links against libhailort of its own version, and the Pi's hailo_pci driver must match that too.
-# An empty VERSION with no files installs nothing (stub and onnx modes only).
+# The binding goes into SITE (site-packages, with its dependencies), the library and CLI into
+# PREFIX/lib and PREFIX/bin. An empty VERSION with no files installs nothing (stub and onnx modes).
 set -eu
 
 die() {
@@ -11,7 +13,7 @@ die() {
   exit 1
 }
 
-src="$1" want="$2" venv="$3" prefix="$4"
+src="$1" want="$2" arch="$3" site="$4" prefix="$5"
 mkdir -p "$prefix/lib" "$prefix/bin"
 whls="$(find "$src" -maxdepth 1 -name 'hailort-*.whl' | sort)"
 debs="$(find "$src" -maxdepth 1 -name 'hailort_*.deb' | sort)"
@@ -33,9 +35,10 @@ deb_version="$(dpkg-deb -f "$debs" Version | sed 's/-[^-]*$//')"
 deb_arch="$(dpkg-deb -f "$debs" Architecture)"
 [ "$whl_version" = "$want" ] || die "wheel $(basename "$whls") is HailoRT $whl_version, HAILORT_VERSION is $want"
 [ "$deb_version" = "$want" ] || die "$(basename "$debs") is HailoRT $deb_version, HAILORT_VERSION is $want"
-[ "$deb_arch" = "$(dpkg --print-architecture)" ] || die "$(basename "$debs") is for $deb_arch, this image is $(dpkg --print-architecture)"
+[ "$deb_arch" = "$arch" ] || die "$(basename "$debs") is for $deb_arch, this image is $arch"
 
-"$venv/bin/pip" install --no-cache-dir "$whls"
+# The binding's own dependencies come along, at the project's pinned versions where it shares them.
+PIP_CONSTRAINT=/src/requirements/constraints.txt target-pip "$arch" "$site" "$whls"
 tmp="$(mktemp -d)"
 dpkg-deb -x "$debs" "$tmp"
 libs="$(find "$tmp" -name 'libhailort.so*')"

@@ -1,47 +1,48 @@
 #!/usr/bin/env bash
-# The built-in lab: `make lab` (up) and `make lab-down` (down). See docs/lab.md.
-#   up    sets up what is missing (make setup), creates the lab's hosts (inventories/lab: one
-#         GPUSrv, two Pis, as containers), runs playbooks/gpusrv.yml and playbooks/pi.yml
-#         against them as in production, and prints a summary (scripts/lab/summary.py).
-#         Run again, it changes nothing and says so (changed=0 per playbook).
-#   down  removes the hosts (and their Docker data), the tags the lab pushed and build/lab.
-# Logs of every step: build/lab/logs/. Exit status: non-zero when a step fails or a sidecar
-# is not healthy.
+# The built-in lab: `make lab` (up), `make lab-down` (down). See lab/README.md.
+#   up      sets up what is missing (make setup), builds and pushes the runtime image (make
+#           images; cached per revision), creates the lab's hosts (lab/inventory: one GPUSrv, two
+#           Pis, as containers), runs playbooks/gpusrv.yml and playbooks/pi.yml against them as
+#           in production, and prints a summary (lab/scripts/summary.py). Run again, it changes
+#           nothing and says so (changed=0 per playbook). --expect-unchanged: fail when a
+#           playbook changed something (the test command's idempotence check).
+#   hosts   only the hosts and the lab's scaffolding on them, no playbook (bare hosts: the test
+#           command runs the playbooks in check mode there first)
+#   down    removes the hosts (and their Docker data), the tags the lab pushed and build/lab.
+# Logs of every step: build/lab/logs/. Exit status: non-zero when a step fails or a sidecar is
+# not healthy.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export PATH="$ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 LAB="$ROOT/build/lab"
-INV=inventories/lab/hosts.yml
-TIMINGS="$LAB/timings.jsonl"
+INV=lab/inventory/hosts.yml
+export STAGE_LOGS="$LAB/logs"
+# shellcheck source=lab/scripts/lib.sh
+. "$ROOT/lab/scripts/lib.sh"
 
-# step NAME CMD...: runs CMD with its output shown and logged, then records its time and, for a
-# playbook, the sum of changed= over its PLAY RECAP.
+# step NAME CMD...: a stage that stops the lab when it fails.
 step() {
-  local name="$1" log t0 rc changed
+  local name="$1" rc=0
   shift
-  log="$LAB/logs/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-').log"
-  echo
-  echo "=== lab: $name"
-  t0="$(date +%s)"
-  set +e
-  "$@" 2>&1 | tee "$log"
-  rc="${PIPESTATUS[0]}"
-  set -e
-  changed="$(awk '/^PLAY RECAP/ {r = 1; next} r && /changed=/ {sub(/.*changed=/, ""); s += $1} END {print (r ? s : "null")}' "$log")"
-  printf '{"step": "%s", "seconds": %s, "changed": %s}\n' "$name" "$(($(date +%s) - t0))" "$changed" >>"$TIMINGS"
+  stage "$name" "$@" || rc=$?
   if [ "$rc" -ne 0 ]; then
-    echo "lab: '$name' failed (exit $rc); log: ${log#"$ROOT"/}" >&2
+    echo "lab: '$name' failed (exit $rc); logs: ${STAGE_LOGS#"$ROOT"/}/" >&2
     exit "$rc"
   fi
 }
 
+hosts() {
+  mkdir -p "$LAB"
+  step "set-up (make setup)" bash lab/scripts/setup.sh
+  step "runtime image (make images)" make -s images
+  step "lab hosts and scaffolding" ansible-playbook lab/playbooks/up.yml -i "$INV"
+}
+
 up() {
-  mkdir -p "$LAB/logs"
-  : >"$TIMINGS"
-  step "set-up (make setup)" bash scripts/lab/setup.sh
-  step "lab hosts and scaffolding" ansible-playbook scripts/lab/up.yml -i "$INV" -e "lab_ephemeral=$LAB"
+  local expect_unchanged="${1:-}"
+  hosts
   # The stand-in runner contacts nothing: any token will do (production: the real one, from the
   # environment).
   step "playbooks/gpusrv.yml" env HAILO_RUNNER_TOKEN="${HAILO_RUNNER_TOKEN:-lab-registration-token}" \
@@ -49,7 +50,17 @@ up() {
   # Both Pis in one batch (production: a canary first, pi_rollout_batches).
   step "playbooks/pi.yml" ansible-playbook playbooks/pi.yml -i "$INV" \
     -e '{"pi_rollout_batches": ["100%"]}' -e "pi_rollout_report=$LAB/rollout.json"
-  python scripts/lab/summary.py --timings "$TIMINGS"
+  stage_json >"$LAB/timings.jsonl"
+  python lab/scripts/summary.py --timings "$LAB/timings.jsonl"
+  if [ "$expect_unchanged" = --expect-unchanged ]; then
+    python - "$LAB/timings.jsonl" <<'PY'
+import json, sys
+changed = [s for s in map(json.loads, open(sys.argv[1])) if s["step"].startswith("playbooks/") and s["changed"] != 0]
+for s in changed:
+    print(f"lab: {s['step']} changed {s['changed']} on a second run (expected 0)", file=sys.stderr)
+sys.exit(1 if changed else 0)
+PY
+  fi
 }
 
 down() {
@@ -57,11 +68,12 @@ down() {
     echo "lab: no .venv here, so no lab was made from this checkout (make lab creates both)" >&2
     exit 0
   fi
-  ansible-playbook scripts/lab/hosts.yml -i "$INV" -e lab_state=absent -e "lab_ephemeral=$LAB"
+  ansible-playbook lab/playbooks/hosts.yml -i "$INV" -e lab_state=absent
 }
 
 case "${1:-up}" in
-  up) up ;;
+  up) up "${2:-}" ;;
+  hosts) hosts ;;
   down) down ;;
-  *) echo "usage: $0 [up|down]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up [--expect-unchanged]|hosts|down]" >&2; exit 2 ;;
 esac

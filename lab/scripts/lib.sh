@@ -1,10 +1,16 @@
 # shellcheck shell=bash
-# Step runner shared by the lab scripts: numbered steps, wall time each, "cached" when a step
-# found nothing to do, and a one-line summary.
+# The step runner of the lab's scripts (setup.sh, lab.sh) and the test command (scripts/test.sh).
+#   run_step NAME DESC   a quiet set-up step: step_NAME's output goes to a log, one line per step
+#                        with its time, "cached" when it found nothing to do (setup.sh)
+#   stage NAME CMD...    a visible step: its output on the terminal and, with STAGE_LOGS set, in
+#                        STAGE_LOGS/NAME.log; its time, result and (for a playbook) the sum of
+#                        changed= are recorded; stage_summary prints them (lab.sh, test.sh)
 
 _STEP_N=0
 _STEP_CACHED=0
 _STEP_T0="$(date +%s)"
+_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+declare -a STAGE_NAMES=() STAGE_RESULTS=() STAGE_TIMES=() STAGE_CHANGED=()
 
 die() {
   printf '\nERROR: %s\n' "$*" >&2
@@ -15,7 +21,7 @@ _STEP_LOG="${HAILO_LAB_LOG:-${TMPDIR:-/tmp}/hailo-lab-setup.log}"
 _STEP_MARK="$(mktemp "${TMPDIR:-/tmp}/hailo-lab-step.XXXXXX")"
 trap 'rm -f "$_STEP_MARK"' EXIT
 
-# Called by a step that found nothing to do.
+# Called by a set-up step that found nothing to do.
 cached() { echo 1 >"$_STEP_MARK"; }
 
 # wait_for LABEL SECONDS CMD...: retries CMD once a second until it succeeds or time runs out.
@@ -29,9 +35,18 @@ wait_for() {
   die "$label did not come up within ${secs}s"
 }
 
+# A dot every 20 s on the terminal while a quiet step runs longer than that.
+_progress() {
+  local pid="$1"
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 20
+    kill -0 "$pid" 2>/dev/null && printf '.'
+  done
+}
+
 # run_step NAME DESCRIPTION: runs step_NAME unless NAME is in HAILO_LAB_SKIP.
 run_step() {
-  local name="$1" desc="$2" t0 dt
+  local name="$1" desc="$2" t0 dt pid ticker rc
   _STEP_N=$((_STEP_N + 1))
   if [[ " ${HAILO_LAB_SKIP:-} " == *" $name "* ]]; then
     printf '[%2d] %-62s skipped\n' "$_STEP_N" "$desc"
@@ -42,7 +57,15 @@ run_step() {
   t0="$(date +%s)"
   echo "=== step $name" >>"$_STEP_LOG"
   # Each step runs in a subshell with its output in the log; a failure shows the log's tail.
-  if ! ("step_$name") >>"$_STEP_LOG" 2>&1; then
+  ("step_$name") >>"$_STEP_LOG" 2>&1 &
+  pid=$!
+  _progress "$pid" &
+  ticker=$!
+  wait "$pid"
+  rc=$?
+  kill "$ticker" 2>/dev/null
+  wait "$ticker" 2>/dev/null
+  if [ "$rc" -ne 0 ]; then
     echo "FAILED"
     tail -n 25 "$_STEP_LOG" >&2
     die "step '$name' failed (full log: $_STEP_LOG)"
@@ -58,4 +81,47 @@ run_step() {
 
 summary() {
   echo "set-up: $_STEP_N steps, $_STEP_CACHED cached, $(($(date +%s) - _STEP_T0))s"
+}
+
+# stage NAME CMD...: returns CMD's exit status.
+stage() {
+  local name="$1" t0 rc=0 log changed=null
+  shift
+  echo
+  echo "=== $name"
+  t0="$(date +%s)"
+  if [ -n "${STAGE_LOGS:-}" ]; then
+    mkdir -p "$STAGE_LOGS"
+    log="$STAGE_LOGS/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | sed 's/-$//').log"
+    "$@" 2>&1 | tee "$log" || rc="${PIPESTATUS[0]}"
+    changed="$(python3 "$_LIB_DIR/recap.py" "$log")"
+  else
+    "$@" || rc=$?
+  fi
+  STAGE_NAMES+=("$name")
+  STAGE_TIMES+=("$(($(date +%s) - t0))")
+  STAGE_CHANGED+=("$changed")
+  if [ "$rc" -eq 0 ]; then STAGE_RESULTS+=("pass"); else STAGE_RESULTS+=("FAIL (exit $rc)"); fi
+  return "$rc"
+}
+
+# stage_json: the stages as JSON lines {"step", "seconds", "changed", "result"}.
+stage_json() {
+  local i
+  for i in "${!STAGE_NAMES[@]}"; do
+    printf '{"step": "%s", "seconds": %s, "changed": %s, "result": "%s"}\n' \
+      "${STAGE_NAMES[$i]}" "${STAGE_TIMES[$i]}" "${STAGE_CHANGED[$i]}" "${STAGE_RESULTS[$i]}"
+  done
+}
+
+stage_summary() {
+  local i failed=0 passed=0
+  echo
+  echo "=== summary"
+  for i in "${!STAGE_NAMES[@]}"; do
+    printf '  %-34s %-16s %5ss\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" "${STAGE_TIMES[$i]}"
+    if [ "${STAGE_RESULTS[$i]}" = "pass" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  done
+  echo "stages: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
 }

@@ -2,7 +2,7 @@
 # Prepares this machine for the hailo-pipeline lab and tests, from nothing, idempotently:
 # Python venv, Docker engine + buildx + compose v2, QEMU binfmt for arm64, debootstrap, a local
 # registry on 127.0.0.1:5000, Debian base images (amd64 + arm64) and systemd host images for
-# Molecule. Every step checks first and says "cached" when there is nothing to do.
+# the lab and Molecule. Every step checks first and says "cached" when there is nothing to do.
 #
 # Works on Debian 12 (Docker from trixie, pinned low), Debian 13 and Ubuntu 22.04/24.04 (distro
 # packages). Uses a Docker engine or registry that is already running.
@@ -20,8 +20,8 @@ REGISTRY="127.0.0.1:5000"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# shellcheck source=scripts/lab/lib.sh
-. "$ROOT/scripts/lab/lib.sh"
+# shellcheck source=lab/scripts/lib.sh
+. "$ROOT/lab/scripts/lib.sh"
 
 . /etc/os-release
 OS_ID="${ID}"
@@ -122,14 +122,14 @@ step_dockerd() {
 step_registry() {
   if curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then cached; return; fi
   $SUDO mkdir -p "$STATE/registry/data"
-  $SUDO cp "$ROOT/images/lab/registry.yml" "$STATE/registry/config.yml"
+  $SUDO cp "$ROOT/lab/images/registry.yml" "$STATE/registry/config.yml"
   $SUDO sed -i "s#/var/lib/hailo-lab/registry/data#$STATE/registry/data#" "$STATE/registry/config.yml"
   $SUDO setsid nohup docker-registry serve "$STATE/registry/config.yml" \
     >"$STATE/registry.log" 2>&1 </dev/null &
   wait_for "registry on $REGISTRY" 30 curl -fsS "http://$REGISTRY/v2/"
 }
 
-# Lab containers (Molecule hosts running their own Docker) reach the registry at the Docker
+# Lab containers (the lab's hosts, each running its own Docker) reach the registry at the Docker
 # bridge's gateway; the registry itself stays on 127.0.0.1. Hosts forward their own
 # 127.0.0.1:5000 there, so every Docker in the lab uses the same name for it.
 step_registry_bridge() {
@@ -172,8 +172,8 @@ build_base_image() {
   $SUDO debootstrap --variant=minbase --arch="$arch" "$suite" "$dir" "$MIRROR" \
     >"$STATE/debootstrap-$suite-$arch.log" 2>&1 \
     || die "debootstrap $suite/$arch failed: see $STATE/debootstrap-$suite-$arch.log"
-  $SUDO cp "$ROOT/images/lab/dpkg-slim.cfg" "$dir/etc/dpkg/dpkg.cfg.d/90-slim"
-  $SUDO cp "$ROOT/images/lab/apt-slim.cfg" "$dir/etc/apt/apt.conf.d/90-slim"
+  $SUDO cp "$ROOT/lab/images/dpkg-slim.cfg" "$dir/etc/dpkg/dpkg.cfg.d/90-slim"
+  $SUDO cp "$ROOT/lab/images/apt-slim.cfg" "$dir/etc/apt/apt.conf.d/90-slim"
   $SUDO rm -rf "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
     "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb \
     "$dir"/var/log/*.log
@@ -211,7 +211,7 @@ step_base_in_registry() {
 }
 
 build_systemd_image() {
-  local suite="$1" tag="hailo-lab/systemd:$1" ctx="$ROOT/images/lab/systemd" want have
+  local suite="$1" tag="hailo-lab/systemd:$1" ctx="$ROOT/lab/images/systemd" want have
   want="$( (cat "$ctx/Dockerfile"; docker image inspect -f '{{.Id}}' "hailo-lab/debian:$suite-amd64") | sha256sum | cut -c1-16)"
   have="$(docker image inspect -f '{{index .Config.Labels "org.hailo-lab.input"}}' "$tag" 2>/dev/null || true)"
   if [ "$have" = "$want" ]; then cached; return; fi
@@ -236,8 +236,8 @@ main() {
   run_step image_trixie_amd64 "base image hailo-lab/debian:trixie-amd64"
   run_step image_bookworm_arm64 "base image hailo-lab/debian:bookworm-arm64 (QEMU)"
   run_step base_in_registry "debian:bookworm-slim (amd64+arm64) in the lab registry"
-  run_step systemd_bookworm "Molecule host image hailo-lab/systemd:bookworm"
-  run_step systemd_trixie "Molecule host image hailo-lab/systemd:trixie"
+  run_step systemd_bookworm "host image hailo-lab/systemd:bookworm (lab, Molecule)"
+  run_step systemd_trixie "host image hailo-lab/systemd:trixie (lab, Molecule)"
   summary
 }
 

@@ -2,10 +2,11 @@
 
 summary.py [--timings FILE] [--out FILE]
     prints what the lab runs: hosts and their sidecars (health read over the published port on
-    127.0.0.1), the image GPUSrv pushed with its digests, the release it compiled with its
+    127.0.0.1), the image GPUSrv pushed with its digest, the release it compiled with its
     checksums, what each Pi serves, and a curl line that calls /infer. Writes the same as JSON
     (default build/lab/summary.json). Exits 1 when a sidecar is not healthy or a Pi does not
-    serve the release's model and config version.
+    serve the release's model and config version. collect() reads; problems() and render() only
+    compute (tests/unit/test_lab_summary.py).
 summary.py --delete-tags
     deletes every tag of the repository the lab's GPUSrv pushed to (its record names it).
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "build" / "lab"
-INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
+INVENTORY = ROOT / "lab" / "inventory" / "hosts.yml"
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -81,75 +82,76 @@ def delete_tags(record_path: Path) -> int:
     return 0
 
 
-def collect() -> tuple[dict[str, Any], list[str]]:
+def collect() -> dict[str, Any]:
     inv = inventory()
     hostvars = inv["_meta"]["hostvars"]
-    problems: list[str] = []
     image = json.loads((LAB / "sidecar-image.json").read_text())
     releases = [json.loads(p.read_text()) for p in sorted((LAB / "artifacts").glob("*/*/manifest.json"))]
     hosts: list[dict[str, Any]] = []
     for group in ("gpusrv", "pi"):
         for name in inv.get(group, {}).get("hosts", []):
-            port = hostvars[name]["lab_port"]
-            url = f"http://127.0.0.1:{port}"
+            url = f"http://127.0.0.1:{hostvars[name]['lab_port']}"
             try:
                 health = get_json(f"{url}/healthz")
             except (OSError, ValueError) as err:
                 health = {"status": f"unreachable ({err})"}
             state = host_file(name, "/opt/hailo-sidecar/release.json") or {}
-            current = state.get("current") or {}
-            hosts.append({"host": name, "group": group, "url": url, "health": health, "release": current})
-            if health.get("status") != "ok":
-                problems.append(f"{name}: sidecar at {url} is {health.get('status')}")
-            model = current.get("model") or {}
-            if model and health.get("hef_sha256") != model.get("sha256"):
-                problems.append(f"{name}: serves {health.get('hef_sha256')}, deployed {model.get('sha256')}")
-            if health.get("config_version") != current.get("config_version"):
-                serves, deployed = health.get("config_version"), current.get("config_version")
-                problems.append(f"{name}: config {serves}, deployed {deployed}")
-    return {"image": image, "releases": releases, "hosts": hosts}, problems
+            hosts.append({"host": name, "group": group, "url": url, "health": health,
+                          "release": state.get("current") or {}})  # fmt: skip
+    return {"image": image, "releases": releases, "hosts": hosts}
 
 
-def show(data: dict[str, Any], timings: list[dict[str, Any]]) -> None:
+def problems(data: dict[str, Any]) -> list[str]:
+    """What is wrong with the lab: a sidecar not healthy, or serving another model or config than
+    the release deployed on its host."""
+    found = []
+    for h in data["hosts"]:
+        name, health, current = h["host"], h["health"], h["release"]
+        if health.get("status") != "ok":
+            found.append(f"{name}: sidecar at {h['url']} is {health.get('status')}")
+        model = current.get("model") or {}
+        if model and health.get("model_sha256") != model.get("sha256"):
+            found.append(f"{name}: serves {health.get('model_sha256')}, deployed {model.get('sha256')}")
+        if health.get("config_version") != current.get("config_version"):
+            found.append(f"{name}: config {health.get('config_version')}, deployed {current.get('config_version')}")
+    return found
+
+
+def render(data: dict[str, Any], timings: list[dict[str, Any]]) -> list[str]:
     image, releases, hosts = data["image"], data["releases"], data["hosts"]
-    print("\n=== hailo-pipeline lab")
+    out = ["", "=== hailo-pipeline lab"]
     for t in timings:
         changed = "" if t.get("changed") is None else f"  changed={t['changed']}"
-        print(f"  {t['step']:<34} {t['seconds']:>5} s{changed}")
-    print(f"\nimage    {image['image']}  (git {image['revision'][:12]})")
-    print(f"         list         {image['digest']}")
-    for platform, digest in image.get("platform_digests", {}).items():
-        print(f"         {platform:<12} {digest}")
+        out.append(f"  {t['step']:<34} {t['seconds']:>5} s{changed}")
+    out += ["", f"image    {image['image']}  (git {image['revision'][:12]}, {image['platform']})",
+            f"         {image['ref']}"]  # fmt: skip
     for rel in releases:
-        print(
+        out.append(
             f"release  {rel.get('model')} {rel.get('version')}  config {rel.get('config_version')}  "
             f"{rel.get('hw_arch')}  DFC {rel.get('dfc_version')}"
         )
-        print(f"         model.hef    sha256 {rel.get('hef_sha256')}")
-        print(f"         model.onnx   sha256 {rel.get('onnx_sha256')}")
-    print()
+        out.append(f"         model.hef    sha256 {rel.get('hef_sha256')}")
+        out.append(f"         model.onnx   sha256 {rel.get('onnx_sha256')}")
+    out.append("")
     for h in hosts:
         health, rel = h["health"], h["release"]
         model = rel.get("model") or {}
         what = f"{rel.get('profile', '?')}"
         if model:
-            what += f"  {model.get('name')} {model.get('version')} {model.get('file')}"
-            what += f" sha256 {model.get('sha256')}"
-        print(
+            what += f"  {model.get('name')} {model.get('version')} {model.get('file')} sha256 {model.get('sha256')}"
+        out.append(
             f"{h['group']:<8} {h['host']:<16} {h['url']:<24} {health.get('status')}  "
             f"mode {health.get('serving_mode')}  config {health.get('config_version')}  {what}"
         )
-        print(f"         image {rel.get('image')}")
+        out.append(f"         image {rel.get('image')}")
     pi = next((h for h in hosts if h["group"] == "pi"), hosts[0] if hosts else None)
     if pi:
-        window = LAB / "window.json"
-        print("\ncall /infer (one window of 100x9 floats; build/lab/window.json):")
-        print(
-            f"  curl -sS -X POST {pi['url']}/infer -H 'content-type: application/json' "
-            f"--data @{shlex.quote(str(window.relative_to(ROOT)))}"
-        )
-        print(f"  curl -sS {pi['url']}/healthz    curl -sS {pi['url']}/metrics")
-    print("\nmake lab-down removes the lab.")
+        out += ["", "call /infer (one window of 100x9 floats; build/lab/window.json):",
+                f"  curl -sS -X POST {pi['url']}/infer -H 'content-type: application/json' "
+                f"--data @{shlex.quote('build/lab/window.json')}",
+                f"  curl -sS {pi['url']}/healthz    curl -sS {pi['url']}/metrics"]  # fmt: skip
+    out += ["", "make lab-down removes the lab."]
+    return out
 
 
 def write_window(path: Path) -> None:
@@ -169,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.delete_tags:
         return delete_tags(args.record)
     timings = [json.loads(line) for line in args.timings.read_text().splitlines()] if args.timings else []
-    data, problems = collect()
+    data = collect()
+    found = problems(data)
     write_window(LAB / "window.json")
-    show(data, timings)
-    args.out.write_text(json.dumps({**data, "timings": timings, "problems": problems}, indent=2) + "\n")
-    for p in problems:
+    print("\n".join(render(data, timings)))
+    args.out.write_text(json.dumps({**data, "timings": timings, "problems": found}, indent=2) + "\n")
+    for p in found:
         print(f"lab: {p}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

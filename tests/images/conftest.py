@@ -1,7 +1,7 @@
 """Image and Compose checks against the real Docker engine and the lab registry.
 
-They read build/images.json, written by scripts/images.sh (`make images`), which the test
-command runs first.
+They read build/images.json, the record images/runtime/build.sh writes (`make images`, which the
+test command runs first). The runtime image is linux/arm64 only: here it runs under QEMU.
 """
 
 from __future__ import annotations
@@ -16,13 +16,6 @@ from dockerutil import IMAGES_JSON
 @pytest.fixture(scope="session")
 def images() -> dict[str, Any]:
     if not IMAGES_JSON.is_file():
-        pytest.fail(f"{IMAGES_JSON} is missing: build the images first (make images)")
+        pytest.fail(f"{IMAGES_JSON} is missing: build the image first (make images)")
     data: dict[str, Any] = json.loads(IMAGES_JSON.read_text())
     return data
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`platform` parameters come from the images that were built."""
-    if "platform" in metafunc.fixturenames:
-        built = sorted(json.loads(IMAGES_JSON.read_text())["platforms"]) if IMAGES_JSON.is_file() else []
-        metafunc.parametrize("platform", built or ["(no images built)"])

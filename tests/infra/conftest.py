@@ -28,12 +28,11 @@ DEFAULTS: dict[str, Any] = {
     "ci_runner_labels": ["self-hosted", "linux", "x64", "hailo-builder"],
     "hef_compile_work_dir": "/opt/hailo/compile",
     "sidecar_image_repository": "hailo/sidecar",
-    "sidecar_image_version": "0.1.0",
     "hailort_device_required": True,
     "sidecar_stack_hailo_device": "/dev/hailo0",
     "sidecar_stack_hailo_group": "hailo",
 }
-# Compose service per profile (compose/docker-compose.yml).
+# Compose service per profile (roles/sidecar_stack/files/compose.yml).
 SERVICES = {"real": "hailo-inference", "onnx": "hailo-inference-onnx", "stub": "hailo-inference-stub"}
 
 

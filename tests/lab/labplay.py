@@ -1,16 +1,25 @@
-"""Runs a playbook against a Molecule scenario's hosts from its testinfra tests (lab helper)."""
+"""Helpers for the lab's tests: run a playbook against the lab's hosts, reach a host, read what
+the lab made (build/lab)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+import testinfra
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "build" / "lab"
+INVENTORY = ROOT / "lab" / "inventory" / "hosts.yml"
+GPUSRV = "lab-gpusrv"
+PIS = ["lab-pi-trixie", "lab-pi-bookworm"]
+sys.path.insert(0, str(ROOT / "lab" / "scripts"))
+from recap import recap  # noqa: E402  (lab/scripts: the one reader of PLAY RECAP)
 
 
 class Run:
@@ -20,44 +29,72 @@ class Run:
         # Messages as one line: the callback folds long strings across lines.
         self.text = " ".join(self.out.split())
         self.seconds = seconds
+        self.recap = recap(proc.stdout) or {}
 
     def changed(self, host: str) -> int:
-        m = re.search(rf"^{re.escape(host)}\s*:.*?changed=(\d+)", self.out, re.M)
-        assert m, f"no recap line for {host}"
-        return int(m.group(1))
+        assert host in self.recap, f"no recap line for {host}:\n{self.out[-3000:]}"
+        return self.recap[host]["changed"]
 
 
-def play(playbook: str, *args: str, extra: dict[str, object] | None = None) -> Run:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    cmd = ["ansible-playbook", str(ROOT / playbook), "-i", os.environ["MOLECULE_INVENTORY_FILE"], *args]
+def play(playbook: str | Path, *args: str, extra: dict[str, Any] | None = None,
+         env: dict[str, str] | None = None, timeout: float = 1800) -> Run:  # fmt: skip
+    """ansible-playbook PLAYBOOK -i lab/inventory ARGS (-e EXTRA as JSON). A PLAYBOOK inside an
+    installed collection (.../ansible_collections/...) runs with that collections folder only."""
+    full_env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+                "HAILO_RUNNER_TOKEN": os.environ.get("HAILO_RUNNER_TOKEN", "lab-registration-token"),
+                **(env or {})}  # fmt: skip
+    installed = Path(playbook).parts
+    if "ansible_collections" in installed:
+        full_env["ANSIBLE_COLLECTIONS_PATH"] = str(Path(*installed[: installed.index("ansible_collections")]))
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), str(ROOT / playbook), "-i", str(INVENTORY), *args]
     if extra:
         cmd += ["-e", json.dumps(extra)]
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT)
     return Run(proc, time.monotonic() - start)
 
 
-def manifest(version: str) -> dict[str, object]:
-    data: dict[str, object] = json.loads(
-        (EPHEMERAL / "releases" / "imu-encoder" / version / "manifest.json").read_text()
-    )
+def host(name: str) -> Any:
+    """A lab host through docker exec (the hosts are containers on this machine)."""
+    return testinfra.get_host(f"docker://{name}")
+
+
+def image_record() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((LAB / "sidecar-image.json").read_text())
     return data
 
 
-def image() -> str:
-    return (EPHEMERAL / "arm64-image.txt").read_text().strip()
+def manifest(release: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((release / "manifest.json").read_text())
+    return data
+
+
+# GPUSrv's release as pi.yml deploys it by default (lab/inventory/group_vars/pi.yml), and the
+# rollout releases lab/playbooks/releases.yml compiles.
+RELEASE_A = LAB / "artifacts" / "imu-encoder" / "1.0.0"
+
+
+def release(version: str) -> Path:
+    return RELEASE_A if version == "1.0.0" else LAB / "releases" / "imu-encoder" / version
 
 
 # The simulated Pis' stack (profile onnx), as the role deploys it.
 STACK = "docker compose -p hailo --project-directory /opt/hailo-sidecar --profile onnx"
 
 
-def smoke(host, version: str, config: str) -> str:
-    """The contract smoke in the container, expecting release VERSION's model and CONFIG; its output."""
-    sha = manifest(version)["onnx_sha256"]
-    run = host.run(
+def smoke(h: Any, version: str, config: str) -> str:
+    """The contract smoke in the Pi's container, expecting VERSION's model and CONFIG; its output."""
+    sha = manifest(release(version))["onnx_sha256"]
+    run = h.run(
         f"{STACK} exec -T hailo-inference-onnx hailo-sidecar smoke --url http://127.0.0.1:9000 "
         f"--expect-sha256 {sha} --expect-config-version {config}"
     )
     assert run.rc == 0, run.stdout + run.stderr
     return str(run.stdout)
+
+
+def snapshot(h: Any, roots: str = "/etc /opt /srv /boot /usr /var/lib/dpkg") -> str:
+    """Every path under ROOTS changed since the host was created, with its time: equal snapshots
+    before and after a run mean the run changed nothing there."""
+    out: str = h.run(f"find {roots} -xdev -newer /etc/hostname -printf '%p %T@\\n' 2>/dev/null | sort").stdout
+    return out

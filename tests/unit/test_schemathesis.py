@@ -28,5 +28,5 @@ schema = schemathesis.from_dict(build_openapi(_settings), app=app)
     ],
 )
 def test_api_conforms_to_contract(case):
-    response = case.call_asgi()
+    response = case.call()
     case.validate_response(response)

@@ -1,0 +1,172 @@
+"""Filters that compute the collection's reports, so playbooks only print them and unit tests reach
+them (tests/unit/test_reports.py): the rollout report and its summary lines (playbooks/pi.yml),
+the rollback's closing message (sidecar_stack) and the hardware acceptance's summary and verdict
+(playbooks/acceptance.yml)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+DOCUMENTATION = """
+name: reports
+short_description: Rollout, rollback and acceptance reports
+description: Computes what the playbooks print; see plugins/filter/reports.py.
+"""
+
+
+def rollout_report(hosts: Iterable[Mapping[str, Any]], fact_name: str = "hailo_sidecar") -> dict[str, Any]:
+    """Per host of the play (its hostvars): the release result, the error that stopped it, the
+    release it served before the run, how its sidecar ran before, and whether this run reached it."""
+    report = {}
+    for hv in hosts:
+        result = hv.get("sidecar_stack_result")
+        error = hv.get("pi_rollout_error")
+        local = hv.get("ansible_local") or {}
+        before_run = hv.get("pi_rollout_before") or {}
+        report[hv["inventory_hostname"]] = {
+            "result": result,
+            "error": error,
+            "before": (local.get(fact_name) or {}).get("current"),
+            "before_status": (before_run.get("stdout") or "").strip() or None,
+            "reached": result is not None or error is not None,
+        }
+    return report
+
+
+def _release_text(release: Mapping[str, Any]) -> str:
+    model = release.get("model")
+    what = f"{model['name']} {model['version']} sha256 {model['sha256'][:12]}" if model else "no model"
+    image = release["image"]
+    image = image.split("@")[1][:19] if "@" in image else image
+    return f"config {release['config_version']}, {release['profile']}, {what}, image {image}"
+
+
+def rollout_lines(report: Mapping[str, Any], check_mode: bool = False) -> list[str]:
+    """One line per host: how it ended in this run, its health, and the release it serves."""
+    lines = ["check mode: no host was changed"] if check_mode else []
+    for host, h in report.items():
+        result = h["result"]
+        if result is not None:
+            release = result["release"]
+            if result.get("rolled_back"):
+                how = f"rolled back from {result['failed_release']['config_version']}"
+            elif h["error"] is not None:
+                how = "FAILED"
+            elif not result.get("changed", True):
+                how = "unchanged"
+            else:
+                how = "deployed"
+            if result.get("path"):
+                how += f" ({result['path']})"
+            health = "healthy" if result.get("healthy") else "NOT healthy"
+        else:
+            release = h["before"]
+            how = f"FAILED before the stack: {h['error']}" if h["error"] is not None else "not reached"
+            health = f"{h['before_status'] or 'no sidecar'} (before the run)"
+        tail = _release_text(release) if release else "no release recorded"
+        lines.append(f"{host}: {how}, {health}; {tail}")
+    return lines
+
+
+def rollback_message(
+    target: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    failure: Iterable[str],
+    rollback: bool,
+    rolled_back: bool,
+    host: str,
+    state_file: str,
+    stack_dir: str,
+) -> str:
+    """Why a release failed on a host and what the rollback did (or why there was none)."""
+    head = f"Release {target['config_version']} ({target['image']}) failed on {host}: {'; '.join(failure)}."
+    if rolled_back and previous is not None:
+        return f"{head} Rolled back to {previous['config_version']}, which passes the smoke again."
+    if not rollback:
+        why = "sidecar_stack_rollback is false."
+    elif previous is None:
+        why = f"no previous release is recorded in {state_file}."
+    else:
+        why = (
+            f"this release is the one recorded in {state_file} (nothing older to go back to in this run); "
+            f"look at `docker compose --project-directory {stack_dir} logs`."
+        )
+    return f"{head} No rollback: {why}"
+
+
+_BENCH = re.compile(r"c=|MET|MISS")
+# lspci -vv: "LnkSta: Speed 8GT/s, Width x1" (sometimes "Speed 8GT/s (ok), Width x1 (ok)").
+_LNKSTA = re.compile(r"LnkSta:\s*Speed\s+([0-9.]+GT/s)[^,]*,\s*Width\s+(x\d+)")
+_DMESG_ERROR = re.compile(r"(?i)error|fail|fault|timeout")
+# hailortcli benchmark's summary: "FPS (hw_only) = ...", "(streaming) = ...", "Latency (hw) = ...",
+# "(overall) = ..." (the continuation lines carry no FPS/Latency word).
+_HAILORTCLI = re.compile(r"^\s*(?:FPS|Latency)?\s*\((?:hw_only|streaming|hw|overall)\)\s*=")
+
+
+def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The hardware acceptance's summary lines and the problems that refuse the host.
+
+    d: host, release (sidecar_stack's current release), targets {p95_ms, windows_per_s},
+    testinfra {rc, stdout_lines}, device (path), device_present, hailortcli {rc, stdout_lines,
+    stderr} or None, bench {rc, stdout_lines, stderr} or None, lspci (`lspci -d 1e60: -vv`),
+    dmesg (the kernel log's hailo lines), fidelity_probe {rc, stderr} or None (hailo-sidecar
+    fidelity on the device), fidelity (lab/scripts/fidelity.py's lines)."""
+    release = d["release"]
+    model = release.get("model") or {}
+    lines = [
+        f"{d['host']}: {release['profile']}, {model.get('name', 'no model')} {model.get('version', '')}, "
+        f"config {release['config_version']}",
+        f"testinfra: {(d['testinfra'].get('stdout_lines') or ['(no output)'])[-1]}",
+        f"hailortcli benchmark {model.get('path', '?')}/model.hef:",
+    ]
+    problems = []
+    if d["testinfra"]["rc"] != 0:
+        problems.append("testinfra failed (see the summary)")
+    if release["profile"] != "real":
+        problems.append(f"the sidecar serves the {release['profile']} profile, not the HEF on the device (real)")
+    hailortcli = d.get("hailortcli")
+    if not d["device_present"]:
+        lines.append(f"  not run: no {d['device']} (the acceptance needs the Hailo-8)")
+        problems.append(f"no Hailo device at {d['device']}")
+    elif hailortcli is None or hailortcli.get("rc", 1) != 0:
+        lines.append(f"  FAILED: {((hailortcli or {}).get('stderr') or 'not run').strip()}")
+        problems.append("hailortcli benchmark failed")
+    else:
+        lines += [f"  {ln.strip()}" for ln in hailortcli["stdout_lines"] if _HAILORTCLI.search(ln)]
+    link = _LNKSTA.search(d.get("lspci") or "")
+    lines.append(
+        "PCIe link (target Gen3 8GT/s, x1): "
+        + (f"{link[1]}, {link[2]}" if link else "not known (no lspci, or no Hailo on the bus)")
+    )
+    errors = [ln for ln in d.get("dmesg") or [] if _DMESG_ERROR.search(ln)]
+    lines.append(f"hailo errors in dmesg: {len(errors)}" + ("" if not errors else f" (last: {errors[-1].strip()})"))
+    targets = d["targets"]
+    lines.append(f"sidecar bench (targets: p95 < {targets['p95_ms']} ms, >= {targets['windows_per_s']} windows/s):")
+    bench = d.get("bench")
+    if bench is None:
+        lines.append("  not run (check mode)")
+    else:
+        picked = [ln for ln in bench.get("stdout_lines") or [] if _BENCH.search(ln)]
+        lines += picked or [f"  {(bench.get('stderr') or 'no output').strip()}"]
+        if bench.get("rc", 1) != 0:
+            problems.append("the sidecar missed a target or failed")
+    probe = d.get("fidelity_probe")
+    if probe is not None and probe.get("rc", 1) != 0:
+        last = (probe.get("stderr") or "no output").strip().splitlines()[-1:]
+        lines.append(f"fidelity probe (hailo-sidecar fidelity): not run: {' '.join(last)}")
+    if d.get("fidelity"):
+        lines.append("stand-in fidelity (the device against the lab's HailoRT stand-in):")
+        lines += [f"  {ln}" for ln in d["fidelity"]]
+    return {"lines": lines, "problems": problems}
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "rollout_report": rollout_report,
+            "rollout_lines": rollout_lines,
+            "rollback_message": rollback_message,
+            "acceptance_report": acceptance_report,
+        }

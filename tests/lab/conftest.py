@@ -1,0 +1,30 @@
+"""The lab's tests run against the lab's hosts (lab/inventory) after the steps of the test
+command's lab stage (scripts/test.sh): bare/ on the hosts as `lab.sh hosts` leaves them, converged/
+after `make lab`, rollout/ last (it changes the release the Pis serve)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import subprocess  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from labplay import ROOT  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def installed_playbooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The collection as a Galaxy user gets it: the tarball `make collection` builds, installed into
+    a collections folder of its own; returns its playbooks/ (labplay.play then uses that install)."""
+    work = tmp_path_factory.mktemp("galaxy")
+    galaxy = str(Path(sys.executable).parent / "ansible-galaxy")
+    subprocess.run([galaxy, "collection", "build", "--force", "--output-path", str(work), str(ROOT)],
+                   check=True, capture_output=True, text=True)  # fmt: skip
+    (tarball,) = work.glob("synchrony-hailo_pipeline-*.tar.gz")
+    subprocess.run([galaxy, "collection", "install", "--force", "--no-deps", "-p", str(work / "collections"),
+                    str(tarball)], check=True, capture_output=True, text=True)  # fmt: skip
+    yield work / "collections" / "ansible_collections" / "synchrony" / "hailo_pipeline" / "playbooks"

@@ -1,0 +1,80 @@
+"""Canary rollout with automatic rollback on the lab's two Pis (make lab put both on GPUSrv's
+release, config lab-1). Release B fails its smoke (its motif scores leave [0, 1]): the rollout
+stops after the canary, which is back on lab-1 and serving, and the other Pi never sees B.
+Release C then reaches both. The releases come from lab/playbooks/releases.yml; the playbook is
+the installed collection's (tests/lab/conftest.py), with the default batches (canary, 25 %, the rest)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from labplay import LAB, PIS, host, image_record, play, release, smoke
+
+# A rollout over the batches under QEMU takes minutes (the playbook bounds every wait itself).
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture(scope="module")
+def fleet(installed_playbooks):
+    built = play("lab/playbooks/releases.yml")
+    assert built.rc == 0, built.out[-3000:]
+    return {name: host(name) for name in PIS}
+
+
+def record(h) -> dict:
+    return json.loads(h.file("/opt/hailo-sidecar/release.json").content_string)
+
+
+def rollout(installed_playbooks, version: str, name: str):
+    report = LAB / f"rollout-{name}.json"
+    run = play(installed_playbooks / "pi.yml",
+               extra={"sidecar_stack_release_dir": str(release(version)), "pi_rollout_report": str(report)})  # fmt: skip
+    print(f"rollout of {name}: {run.seconds:.0f} s")
+    return run, json.loads(report.read_text())
+
+
+def test_every_pi_starts_on_gpusrvs_release(fleet):
+    for h in fleet.values():
+        assert record(h)["current"]["config_version"] == "lab-1"
+        assert record(h)["current"]["image"] == image_record()["ref"]
+
+
+def test_failing_release_stops_at_the_canary_and_rolls_it_back(fleet, installed_playbooks):
+    run, report = rollout(installed_playbooks, "1.1.0", "B")
+    assert run.rc != 0, "a release that fails its smoke must fail the rollout"
+    reached = [h for h in PIS if report[h]["reached"]]
+    assert len(reached) == 1, f"only the canary may be touched, reached: {reached}"
+    canary = reached[0]
+    result = report[canary]["result"]
+    assert result["rolled_back"] is True and result["healthy"] is True
+    assert result["failed_release"]["config_version"] == "lab-B"
+    assert result["release"]["config_version"] == "lab-1"
+    assert "motif score outside [0, 1]" in run.text, "the smoke's failure reaches the output"
+    assert f"Release lab-B ({image_record()['ref']}) failed on {canary}" in run.text
+    assert "Rolled back to lab-1, which passes the smoke again" in run.text
+    # The summary lists every host.
+    assert f"{canary}: rolled back from lab-B, healthy; config lab-1" in run.text
+    (other,) = set(PIS) - {canary}
+    assert f"{other}: not reached" in run.text
+    # The canary serves lab-1 again; its record still says lab-1 (B never became its release).
+    h = fleet[canary]
+    assert record(h)["current"]["config_version"] == "lab-1"
+    assert "smoke: 5 passed" in smoke(h, "1.0.0", "lab-1")
+    # The other never saw B: no B model folder, .env and record untouched.
+    o = fleet[other]
+    assert not o.run("ls -d /opt/hailo-sidecar/models/imu-encoder-1.1.0-*").stdout
+    assert "CONFIG_VERSION=lab-1" in o.file("/opt/hailo-sidecar/.env").content_string
+    assert record(o)["current"]["config_version"] == "lab-1"
+
+
+def test_good_release_reaches_every_pi(fleet, installed_playbooks):
+    run, report = rollout(installed_playbooks, "1.2.0", "C")
+    assert run.rc == 0, run.out[-4000:]
+    for name, h in fleet.items():
+        assert report[name]["reached"] and report[name]["result"]["healthy"] is True
+        rec = record(h)
+        assert rec["current"]["config_version"] == "lab-C"
+        assert rec["previous"]["config_version"] == "lab-1", "lab-1 is kept for the next rollback"
+        assert "smoke: 5 passed" in smoke(h, "1.2.0", "lab-C")
+        assert f"{name}: deployed, healthy; config lab-C" in run.text
