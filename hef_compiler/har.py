@@ -19,7 +19,9 @@ def parsed_input_shape(har: Path) -> list[int]:
     """The parsed input as NHWC (batch -1); raises DfcError when the HAR does not say."""
     try:
         with tarfile.open(har) as tar:
-            names = [n for n in tar.getnames() if n.endswith(".hn") and not n.endswith((".native.hn", ".fp.hn"))]
+            names = [
+                n for n in tar.getnames() if n.endswith(".hn") and not n.endswith((".native.hn", ".fp.hn"))
+            ]
             if len(names) != 1:
                 raise DfcError(f"the parsed HAR {har} holds {len(names)} .hn networks, expected one")
             member = tar.extractfile(names[0])
@@ -30,5 +32,7 @@ def parsed_input_shape(har: Path) -> list[int]:
         raise DfcError(f"cannot read the parsed HAR {har}: {exc}") from None
     inputs = [layer for layer in hn.get("layers", {}).values() if layer.get("type") == "input_layer"]
     if len(inputs) != 1 or not inputs[0].get("output_shapes"):
-        raise DfcError(f"the parsed network in {har} has {len(inputs)} input layers, expected one with a shape")
+        raise DfcError(
+            f"the parsed network in {har} has {len(inputs)} input layers, expected one with a shape"
+        )
     return [int(d) for d in inputs[0]["output_shapes"][0]]

@@ -123,7 +123,11 @@ def _check_calib(path: Path, problems: list[str], warnings: list[str]) -> tuple[
     if data.dtype != np.float32:
         problems.append(f"--calib: dtype is {data.dtype}; the DFC needs float32 (x.astype(np.float32))")
     if data.ndim != 4 or int(np.prod(data.shape[1:])) != WINDOW_LEN * CHANNELS:
-        hint = " (add an axis: x[:, None] or x[..., None])" if tuple(data.shape[1:]) == (WINDOW_LEN, CHANNELS) else ""
+        hint = (
+            " (add an axis: x[:, None] or x[..., None])"
+            if tuple(data.shape[1:]) == (WINDOW_LEN, CHANNELS)
+            else ""
+        )
         problems.append(
             f"--calib: shape {tuple(data.shape)}; the DFC needs NHWC samples of one window "
             f"(N, H, W, C) with H*W*C = {WINDOW_LEN * CHANNELS}, laid out as the parsed input{hint}"
@@ -153,7 +157,8 @@ def check_calib_layout(calib_shape: list[int], parsed: list[int]) -> None:
     raise InputError(
         [
             f"--calib: shape {tuple(calib_shape)}, but the DFC parsed the model's input as NHWC {parsed} "
-            f"(it reads an ONNX input as NCHW): the calibration set must be (N, {', '.join(map(str, want))}); "
+            "(it reads an ONNX input as NCHW): the calibration set must be (N, "
+            f"{', '.join(map(str, want))}); "
             f"write one with `hailo-sidecar calib-set OUT.npy --shape {dims}` or reshape your windows "
             f"(time steps first, then channels) to that shape"
         ]

@@ -100,7 +100,7 @@ def _fast_windows(body: bytes, key: str, single: bool, max_batch: int) -> np.nda
         parser = _local.parser = simdjson.Parser()
     try:
         doc = parser.parse(body)
-        if not isinstance(doc, simdjson.Object) or sum(1 for k in doc.keys() if k == key) != 1:
+        if not isinstance(doc, simdjson.Object) or sum(1 for k in doc.keys() if k == key) != 1:  # noqa: SIM118 - keys() lists duplicates
             return None
         value = doc.get(key)
         if not isinstance(value, simdjson.Array):

@@ -57,7 +57,9 @@ def reference_model(
         "imu_encoder",
         [
             helper.make_tensor_value_info(
-                "x", TensorProto.FLOAT, ["N", 1, WINDOW_LEN, CHANNELS] if nchw else ["N", WINDOW_LEN, CHANNELS]
+                "x",
+                TensorProto.FLOAT,
+                ["N", 1, WINDOW_LEN, CHANNELS] if nchw else ["N", WINDOW_LEN, CHANNELS],
             )
         ],
         [
@@ -90,7 +92,9 @@ def sample_windows(n: int, seed: int = 11) -> np.ndarray:
     return windows
 
 
-def calibration_set(out: Path, n: int, seed: int = 11, shape: tuple[int, ...] = (1, WINDOW_LEN, CHANNELS)) -> Path:
+def calibration_set(
+    out: Path, n: int, seed: int = 11, shape: tuple[int, ...] = (1, WINDOW_LEN, CHANNELS)
+) -> Path:
     """Writes (N, H, W, C) float32 windows in the layout the DFC parsed the input as: (1, 100, 9)
     by default, (100, 9, 1) for an ONNX input [N, 1, 100, 9]. Time steps stay the outer axis."""
     if n < 1:

@@ -13,7 +13,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ModelLoadError("manifest", f"the release manifest {path} does not exist (MANIFEST_PATH)") from None
+        raise ModelLoadError(
+            "manifest", f"the release manifest {path} does not exist (MANIFEST_PATH)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ModelLoadError("manifest", f"cannot read the release manifest {path}: {exc}") from None
     if not isinstance(data, dict):

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     onnx_path: Path = Field(Path("/models/model.onnx"), description="ONNX file for onnx mode")
     manifest_path: Path | None = Field(
         None,
-        description="the release's manifest.json; unset: manifest.json beside the model file when there is one",
+        description="the release's manifest.json; unset: manifest.json beside the model file, if any",
     )
     hailo_device: Path = Field(
         Path("/dev/hailo0"),

@@ -136,7 +136,9 @@ def run_smoke(
         if expect_sha256:
             expect(f'model_sha256="{expect_sha256.lower()}"' in info[0], "model_info sha256 differs")
         if expect_config_version:
-            expect(f'config_version="{expect_config_version}"' in info[0], "model_info config_version differs")
+            expect(
+                f'config_version="{expect_config_version}"' in info[0], "model_info config_version differs"
+            )
         expect("hailo_sidecar_requests_total" in text, "no request counter")
         return "model_info present" + (
             " with expected labels" if expect_sha256 or expect_config_version else ""

@@ -9,7 +9,9 @@
 #   REGISTRY          registry host[:port]                      required
 #   IMAGE_NAME        repository                                default hailo/sidecar
 #   VERSION           tag                                       default: pyproject.toml's version
-#   REVISION          the source's git revision                 default: git rev-parse HEAD
+#   REVISION          the source's git revision                 default: git rev-parse HEAD, with
+#                     "-dirty-<hash of the changes>" when the image's sources have uncommitted
+#                     changes (so each change builds again; the git tag gets "-dirty")
 #   CREATED           created label                             default: the revision's commit time
 #   PLATFORM          target platform                           default linux/arm64
 #   BASE              base image                                default $REGISTRY/library/debian:bookworm-slim
@@ -35,8 +37,16 @@ die() {
 [ -n "${REGISTRY:-}" ] || die "REGISTRY is required (host[:port] of the registry to push to)"
 IMAGE_NAME="${IMAGE_NAME:-hailo/sidecar}"
 VERSION="${VERSION:-$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')}"
-REVISION="${REVISION:-$(git rev-parse HEAD 2>/dev/null || true)}"
-[ -n "$REVISION" ] || die "REVISION is required outside a git checkout (the source's git revision)"
+if [ -z "${REVISION:-}" ] && git rev-parse HEAD >/dev/null 2>&1; then
+  REVISION="$(git rev-parse HEAD)"
+  sources=(pyproject.toml README.md requirements sidecar_app hef_compiler images/runtime .dockerignore)
+  if [ -n "$(git status --porcelain -- "${sources[@]}")" ]; then
+    changes="$( { git diff HEAD -- "${sources[@]}"
+      git ls-files --others --exclude-standard -- "${sources[@]}" | xargs -r sha256sum; } | sha256sum | cut -c1-12)"
+    REVISION="$REVISION-dirty-$changes"
+  fi
+fi
+[ -n "${REVISION:-}" ] || die "REVISION is required outside a git checkout (the source's git revision)"
 CREATED="${CREATED:-$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)}"
 PLATFORM="${PLATFORM:-linux/arm64}"
 BASE="${BASE:-$REGISTRY/library/debian:bookworm-slim}"
@@ -49,6 +59,7 @@ repo="$REGISTRY/$IMAGE_NAME"
 tag="$VERSION${HAILORT_VERSION:+-hailort$HAILORT_VERSION}"
 image="$repo:$tag"
 git_tag="$repo:git-${REVISION:0:12}"
+case "$REVISION" in *-dirty-*) git_tag="$git_tag-dirty" ;; esac
 
 args=(--platform "$PLATFORM" --file images/runtime/Dockerfile
   --build-arg "BASE=$BASE" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION"

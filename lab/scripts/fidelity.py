@@ -71,7 +71,11 @@ def compare(device: dict[str, Any], lab: dict[str, Any]) -> list[str]:
             same(f"{case}: {key}", d.get(key), s.get(key))
     texts = device.get("texts") or {}
     version = texts.get("version", "")
-    same("hailortcli --version form", re.sub(r"\d+\.\d+\.\d+", "X.Y.Z", version.strip()), "HailoRT-CLI version X.Y.Z")
+    same(
+        "hailortcli --version form",
+        re.sub(r"\d+\.\d+\.\d+", "X.Y.Z", version.strip()),
+        "HailoRT-CLI version X.Y.Z",
+    )
     labels = [ln.split(":", 1)[0].strip() for ln in texts.get("identify", "").splitlines() if ":" in ln]
     same("fw-control identify labels", [x for x in labels if x != "Executing on device"], IDENTIFY_LABELS)
     same("parse-hef form", _shape_form(texts.get("parse_hef", "")), _shape_form(lab["texts"]["parse_hef"]))

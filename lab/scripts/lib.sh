@@ -61,10 +61,12 @@ run_step() {
   pid=$!
   _progress "$pid" &
   ticker=$!
-  wait "$pid"
-  rc=$?
-  kill "$ticker" 2>/dev/null
-  wait "$ticker" 2>/dev/null
+  # Both waits are guarded: under set -e a failed step (or the ticker's SIGTERM, 143) would
+  # end the script before it reports.
+  rc=0
+  wait "$pid" || rc=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
   if [ "$rc" -ne 0 ]; then
     echo "FAILED"
     tail -n 25 "$_STEP_LOG" >&2

@@ -113,7 +113,9 @@ def problems(data: dict[str, Any]) -> list[str]:
         if model and health.get("model_sha256") != model.get("sha256"):
             found.append(f"{name}: serves {health.get('model_sha256')}, deployed {model.get('sha256')}")
         if health.get("config_version") != current.get("config_version"):
-            found.append(f"{name}: config {health.get('config_version')}, deployed {current.get('config_version')}")
+            found.append(
+                f"{name}: config {health.get('config_version')}, deployed {current.get('config_version')}"
+            )
     return found
 
 
@@ -138,7 +140,8 @@ def render(data: dict[str, Any], timings: list[dict[str, Any]]) -> list[str]:
         model = rel.get("model") or {}
         what = f"{rel.get('profile', '?')}"
         if model:
-            what += f"  {model.get('name')} {model.get('version')} {model.get('file')} sha256 {model.get('sha256')}"
+            what += f"  {model.get('name')} {model.get('version')} {model.get('file')}"
+            what += f" sha256 {model.get('sha256')}"
         out.append(
             f"{h['group']:<8} {h['host']:<16} {h['url']:<24} {health.get('status')}  "
             f"mode {health.get('serving_mode')}  config {health.get('config_version')}  {what}"

@@ -123,7 +123,12 @@ def module_ko(version: str, work: Path) -> bytes:
     """A kernel-module-shaped ELF whose .modinfo says version=VERSION (what `modinfo -F version`
     reads); built with the machine's objcopy."""
     info = work / "modinfo.bin"
-    fields = {"version": version, "license": "GPL", "description": "stand-in hailo_pci (lab only)", "name": "hailo_pci"}
+    fields = {
+        "version": version,
+        "license": "GPL",
+        "description": "stand-in hailo_pci (lab only)",
+        "name": "hailo_pci",
+    }
     info.write_bytes(b"".join(f"{k}={v}\0".encode() for k, v in fields.items()))
     out = work / "hailo_pci.ko"
     subprocess.run(["objcopy", "-I", "binary", "-O", "elf64-x86-64", "--rename-section", ".data=.modinfo",
@@ -172,8 +177,7 @@ def _deb(
 def _set(pool: Path, upstream: str, revision: str = "1") -> list[Path]:
     v = f"{upstream}-{revision}"
     binding = (
-        f'"""Stand-in hailo_platform {upstream} (lab only): not HailoRT."""\n'
-        f'__version__ = "{upstream}"\n'
+        f'"""Stand-in hailo_platform {upstream} (lab only): not HailoRT."""\n__version__ = "{upstream}"\n'
     )
     here = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as work:

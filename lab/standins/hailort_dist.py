@@ -1,11 +1,13 @@
-"""Stand-in HailoRT release files (wheel + .deb) for the runtime image's HailoRT path; tests only.
+"""Stand-in HailoRT release files (wheel + .deb) for the runtime image's HailoRT path (lab only).
 
-Hailo's real files cannot exist here. ``build(dest, version, arch)`` writes the same file names
-and package metadata that images/runtime/install-hailort.sh expects from Hailo:
-  hailort-VERSION-py3-none-any.whl   the hailo_platform stand-in (tests/fakes/hailo_platform)
-  hailort_VERSION_ARCH.deb           usr/lib/libhailort.so.VERSION (+ .so link), usr/bin/hailortcli
+Hailo's real files cannot exist here. ``build(dest, version, arch)`` writes the file names and
+package metadata that images/runtime/install-hailort.sh expects from Hailo's downloads:
+  hailort-VERSION-cp311-cp311-linux_aarch64.whl   the hailo_platform stand-in package
+                                                  (lab/standins/hailo_platform) + standin_hef
+  hailort_VERSION_ARCH.deb                        usr/lib/libhailort.so.VERSION (+ .so link),
+                                                  usr/bin/hailortcli
 The library is a placeholder file, not ELF: nothing in the image loads it, the stand-in binding
-is pure Python.
+is pure Python (its "native" part is lab/standins/hailo_platform/pyhailort/_pyhailort.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-BINDING = Path(__file__).resolve().parents[1] / "hailo_platform" / "__init__.py"
+STANDINS = Path(__file__).resolve().parent
+MACHINE = {"arm64": "aarch64", "amd64": "x86_64"}
+
+
+def _package_files() -> dict[str, bytes]:
+    files = {
+        str(f.relative_to(STANDINS)): f.read_bytes()
+        for f in sorted((STANDINS / "hailo_platform").rglob("*.py"))
+    }
+    files["standin_hef.py"] = (STANDINS / "standin_hef.py").read_bytes()
+    return files
 
 
 def _record_line(name: str, data: bytes) -> str:
@@ -24,14 +36,18 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def wheel(dest: Path, version: str) -> Path:
-    path = dest / f"hailort-{version}-py3-none-any.whl"
+def wheel(dest: Path, version: str, arch: str = "arm64") -> Path:
+    """The binding's wheel, named and tagged as Hailo's (CPython 3.11, Linux on ARCH)."""
+    tag = f"cp311-cp311-linux_{MACHINE[arch]}"
+    path = dest / f"hailort-{version}-{tag}.whl"
     info = f"hailort-{version}.dist-info"
-    files = {
-        "hailo_platform/__init__.py": BINDING.read_bytes(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: hailort\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: x\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
+    files = _package_files()
+    files[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: hailort\nVersion: {version}\nRequires-Dist: numpy\n"
+    ).encode()
+    files[f"{info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: hailo-pipeline-lab\nRoot-Is-Purelib: false\nTag: {tag}\n"
+    ).encode()
     record = [_record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
     with zipfile.ZipFile(path, "w") as z:
         for name, data in files.items():
@@ -63,10 +79,10 @@ def deb(dest: Path, version: str, arch: str) -> Path:
     return path
 
 
-def build(dest: Path, version: str = "4.23.0", arch: str = "amd64") -> Path:
-    """A folder for `HAILORT_DIR` holding the stand-in wheel and .deb."""
+def build(dest: Path, version: str = "4.23.0", arch: str = "arm64") -> Path:
+    """A folder for `--build-context hailort=` holding the stand-in wheel and .deb."""
     out = dest / "hailort"
     out.mkdir(parents=True, exist_ok=True)
-    wheel(out, version)
+    wheel(out, version, arch)
     deb(out, version, arch)
     return out

@@ -98,7 +98,9 @@ def _nhwc(dims: list[int]) -> list[int]:
 def _write_har(path: Path, net: str, hn: dict[str, Any], state: str) -> None:
     members = {
         f"{net}.hn": json.dumps(hn, sort_keys=True).encode(),
-        f"{net}.metadata.json": json.dumps({"state": state, "sdk_version": VERSION, "hn": f"{net}.hn"}).encode(),
+        f"{net}.metadata.json": json.dumps(
+            {"state": state, "sdk_version": VERSION, "hn": f"{net}.hn"}
+        ).encode(),
     }
     with tarfile.open(path, "w") as tar:
         for name, data in members.items():
@@ -135,7 +137,8 @@ def _parse(a: argparse.Namespace) -> None:
     net = a.net_name
     layers: dict[str, Any] = {
         f"{net}/input_layer1": {"type": "input_layer", "input": [], "output": [f"{net}/fc1"],
-                                "input_shapes": [shape], "output_shapes": [shape], "original_names": [inp.name]},
+                                "input_shapes": [shape], "output_shapes": [shape],
+                                "original_names": [inp.name]},
     }  # fmt: skip
     # fc2 carries the latent (64), fc3 the other output, as a small MLP's layers would be named.
     latent = next(n for n, d in outputs.items() if d == 64)

@@ -76,7 +76,12 @@ def network(
         "digest": digest,
         "inputs": [{"name": f"{net}/input_layer1", "order": "NHWC", "shape": list(input_shape)}],
         "outputs": [
-            {"name": f"{net}/{name}", "order": "NC", "shape": [size], "standin_activation": acts.get(name, "tanh")}
+            {
+                "name": f"{net}/{name}",
+                "order": "NC",
+                "shape": [size],
+                "standin_activation": acts.get(name, "tanh"),
+            }
             for name, size in outputs.items()
         ],
     }

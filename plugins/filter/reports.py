@@ -112,7 +112,11 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     testinfra {rc, stdout_lines}, device (path), device_present, hailortcli {rc, stdout_lines,
     stderr} or None, bench {rc, stdout_lines, stderr} or None, lspci (`lspci -d 1e60: -vv`),
     dmesg (the kernel log's hailo lines), fidelity_probe {rc, stderr} or None (hailo-sidecar
-    fidelity on the device), fidelity (lab/scripts/fidelity.py's lines)."""
+    fidelity on the device), fidelity (lab/scripts/fidelity.py's lines, or its registered result).
+    A task result that was skipped counts as None (not run)."""
+    d = {k: (None if isinstance(v, Mapping) and v.get("skipped") else v) for k, v in d.items()}
+    if isinstance(d.get("fidelity"), Mapping):
+        d["fidelity"] = d["fidelity"].get("stdout_lines") or []
     release = d["release"]
     model = release.get("model") or {}
     lines = [
@@ -125,7 +129,9 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     if d["testinfra"]["rc"] != 0:
         problems.append("testinfra failed (see the summary)")
     if release["profile"] != "real":
-        problems.append(f"the sidecar serves the {release['profile']} profile, not the HEF on the device (real)")
+        problems.append(
+            f"the sidecar serves the {release['profile']} profile, not the HEF on the device (real)"
+        )
     hailortcli = d.get("hailortcli")
     if not d["device_present"]:
         lines.append(f"  not run: no {d['device']} (the acceptance needs the Hailo-8)")
@@ -141,9 +147,13 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
         + (f"{link[1]}, {link[2]}" if link else "not known (no lspci, or no Hailo on the bus)")
     )
     errors = [ln for ln in d.get("dmesg") or [] if _DMESG_ERROR.search(ln)]
-    lines.append(f"hailo errors in dmesg: {len(errors)}" + ("" if not errors else f" (last: {errors[-1].strip()})"))
+    lines.append(
+        f"hailo errors in dmesg: {len(errors)}" + ("" if not errors else f" (last: {errors[-1].strip()})")
+    )
     targets = d["targets"]
-    lines.append(f"sidecar bench (targets: p95 < {targets['p95_ms']} ms, >= {targets['windows_per_s']} windows/s):")
+    lines.append(
+        f"sidecar bench (targets: p95 < {targets['p95_ms']} ms, >= {targets['windows_per_s']} windows/s):"
+    )
     bench = d.get("bench")
     if bench is None:
         lines.append("  not run (check mode)")

@@ -20,6 +20,7 @@ What HailoRT's own sources define, and this module follows (hailo-ai/hailort, v4
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,15 @@ _STATUS: dict[int, tuple[str, str]] = {
     4: ("timeout", "the device did not answer in time (status 4 HAILO_TIMEOUT): check `dmesg | grep hailo`"),
     16: (
         "firmware_mismatch",
-        "the device runs another firmware than this HailoRT (status 16 HAILO_UNSUPPORTED_FW_VERSION): install "
+        "the device runs another firmware than this HailoRT (status 16 HAILO_UNSUPPORTED_FW_VERSION): "
+        "install "
         "hailofw of the same version as hailort and reboot (the firmware is loaded at boot)",
     ),
     26: ("hef_invalid", "the HEF is invalid (status 26 HAILO_INVALID_HEF): compile the release again"),
     36: (
         "driver_error",
-        "a hailo_pci driver operation failed (status 36 HAILO_DRIVER_OPERATION_FAILED): see `dmesg | grep hailo`",
+        "a hailo_pci driver operation failed (status 36 HAILO_DRIVER_OPERATION_FAILED): see `dmesg | "
+        "grep hailo`",
     ),
     63: (
         "pipeline_aborted",
@@ -61,7 +64,8 @@ _STATUS: dict[int, tuple[str, str]] = {
     ),
     64: (
         "driver_missing",
-        "no Hailo driver is loaded (status 64 HAILO_DRIVER_NOT_INSTALLED): install hailo-dkms (or hailo-all), "
+        "no Hailo driver is loaded (status 64 HAILO_DRIVER_NOT_INSTALLED): install hailo-dkms (or "
+        "hailo-all), "
         "check `dkms status` and `lsmod | grep hailo_pci`, reboot after a kernel upgrade",
     ),
     73: (
@@ -71,23 +75,27 @@ _STATUS: dict[int, tuple[str, str]] = {
     ),
     74: (
         "device_unavailable",
-        "no Hailo device is free (status 74 HAILO_OUT_OF_PHYSICAL_DEVICES): the device is missing, or another "
+        "no Hailo device is free (status 74 HAILO_OUT_OF_PHYSICAL_DEVICES): the device is missing, or "
+        "another "
         "process or a stale container holds it; `fuser -v /dev/hailo0`, `docker ps`, `hailortcli scan`, "
         "and stop the other user",
     ),
     76: (
         "driver_mismatch",
-        "HailoRT driver and library versions differ (status 76 HAILO_INVALID_DRIVER_VERSION): install hailo_pci "
+        "HailoRT driver and library versions differ (status 76 HAILO_INVALID_DRIVER_VERSION): install "
+        "hailo_pci "
         "and libhailort of the same version (hailort role, hailort_version_set) and reboot",
     ),
     82: (
         "queue_full",
-        "more frames were pushed than the model's queue holds (status 82 HAILO_QUEUE_IS_FULL); HailoRT shut the "
+        "more frames were pushed than the model's queue holds (status 82 HAILO_QUEUE_IS_FULL); HailoRT "
+        "shut the "
         "configured model down: reopening",
     ),
     91: (
         "hef_corrupted",
-        "the HEF file is corrupted (status 91 HAILO_HEF_FILE_CORRUPTED): deploy the release again from GPUSrv",
+        "the HEF file is corrupted (status 91 HAILO_HEF_FILE_CORRUPTED): deploy the release again from "
+        "GPUSrv",
     ),
     92: (
         "hef_not_supported",
@@ -148,7 +156,8 @@ def node_access_problem(node: Path) -> tuple[str, str] | None:
         return None
     return (
         "permission_denied",
-        f"permission denied on {node} (owner {st.st_uid}, group {st.st_gid}, mode {st.st_mode & 0o777:04o}) for "
+        f"permission denied on {node} (owner {st.st_uid}, group {st.st_gid}, mode "
+        f"{st.st_mode & 0o777:04o}) for "
         f"uid {uid} with groups {sorted(groups)}: give the container the hailo group (group_add: the group's "
         "GID, HAILO_GID) or fix the udev rule (hailort role: GROUP=hailo, MODE=0660)",
     )
@@ -278,7 +287,8 @@ class HailoBackend:
         if shape not in WINDOW_SHAPES:
             raise ModelLoadError(
                 "contract",
-                f"HEF input {self._input} has shape {shape} (HailoRT reports [H, W, C] without a batch axis); "
+                f"HEF input {self._input} has shape {shape} (HailoRT reports [H, W, C] without a batch "
+                "axis); "
                 f"a window of {WINDOW_LEN} time steps x {CHANNELS} channels is read row by row only by "
                 f"{', '.join(str(s) for s in WINDOW_SHAPES)}. Compile from an ONNX input [N, {WINDOW_LEN}, "
                 f"{CHANNELS}] or [N, 1, {WINDOW_LEN}, {CHANNELS}] (the DFC reads NCHW and lays it out NHWC), "
@@ -288,7 +298,8 @@ class HailoBackend:
         if expected is not None and list(expected) != shape:
             raise ModelLoadError(
                 "contract",
-                f"HEF input {self._input} has shape {shape}, but the release's manifest.json says the compiler "
+                f"HEF input {self._input} has shape {shape}, but the release's manifest.json says the "
+                "compiler "
                 f"parsed {list(expected)}: this HEF is not the one that release was compiled into",
             )
 
@@ -355,13 +366,10 @@ class HailoBackend:
     def close(self) -> None:
         ctx, vdev = self._configured_ctx, self._vdevice
         self._cim = self._configured_ctx = self._vdevice = None
+        # Best effort: the device may have failed already.
         if ctx is not None:
-            try:
+            with contextlib.suppress(Exception):
                 ctx.__exit__(None, None, None)
-            except Exception:  # noqa: S110 - best effort on a failed device
-                pass
         if vdev is not None and vdev is not self._shared_vdevice:
-            try:
+            with contextlib.suppress(Exception):
                 vdev.release()
-            except Exception:  # noqa: S110 - best effort on a failed device
-                pass

@@ -1,7 +1,8 @@
 """The compiler image built from images/compiler/Dockerfile with a DFC wheel supplied through the
 `dfc` build context, run the way the build server runs it: non-root, read-only root filesystem,
-inputs mounted read-only. The wheel is the stand-in DFC (tests/fakes/dfc): Hailo's cannot be
-installed here, so this checks the image and hailo-compile inside it, not the DFC itself."""
+inputs mounted read-only. It is built by images/compiler/build.sh, the role's build path. The
+wheel is the stand-in DFC (lab/standins/standin_dfc.py): Hailo's cannot be installed here, so this
+checks the image and hailo-compile inside it, not the DFC itself."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ from typing import Any
 import pytest
 from dockerutil import ROOT, SIDECAR, sh
 
-sys.path.insert(0, str(ROOT / "tests" / "fakes" / "dfc"))
+sys.path.insert(0, str(ROOT / "lab" / "standins"))
 import standin_dfc
-
-TAG = "hailo-lab/compiler-standin:test"
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +24,13 @@ def compiler_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     wheels = tmp_path_factory.mktemp("dfc")
     standin_dfc.wheel(wheels)
     ca = Path("/etc/ssl/certs/ca-certificates.crt")
-    secret = ["--secret", f"id=ca,src={ca}"] if ca.is_file() else []
-    sh("docker", "buildx", "build", "--builder", "default", "--platform", "linux/amd64",
-       "--file", "images/compiler/Dockerfile", "--build-context", f"dfc={wheels}",
-       "--build-arg", "BASE=127.0.0.1:5000/library/debian:bookworm-slim",
-       "--build-arg", "DFC_APT_PACKAGES=", *secret, "--tag", TAG, "--load", ".",
-       cwd=ROOT, timeout=900)  # fmt: skip
-    return TAG
+    env = {**os.environ, "IMAGE_NAME": "hailo-lab/compiler-standin", "APT_PACKAGES": "",
+           "BASE": "127.0.0.1:5000/library/debian:bookworm-slim",
+           "BUILD_CA": str(ca) if ca.is_file() else ""}  # fmt: skip
+    out = sh("bash", "images/compiler/build.sh", str(wheels), cwd=ROOT, env=env, timeout=900).stdout
+    ref = out.strip().splitlines()[-1]
+    assert ref.startswith("hailo-lab/compiler-standin:3.33.0-"), out
+    return ref
 
 
 @pytest.fixture

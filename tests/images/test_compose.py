@@ -1,5 +1,7 @@
-"""The Compose file: the stub profile up on each built platform (arm64 under QEMU), the contract
-smoke from the host and from the stack's network, and the hardening as Docker applied it."""
+"""The Compose file (roles/sidecar_stack/files/compose.yml, linked from compose/): the stub profile
+up with the runtime image (linux/arm64, under QEMU here, as on GPUSrv), the contract smoke from the
+host and from the stack's network, the hardening as Docker applied it, and the profiles as Compose
+resolves them."""
 
 from __future__ import annotations
 
@@ -21,14 +23,13 @@ def compose(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     ).stdout
 
 
-@pytest.fixture
-def stub_stack(images: dict[str, Any], platform: str) -> Iterator[dict[str, str]]:
-    arch = platform.split("/")[1]
+@pytest.fixture(scope="module")
+def stub_stack(images: dict[str, Any]) -> Iterator[dict[str, str]]:
     env = {
-        "COMPOSE_PROJECT_NAME": f"hailo-ci-{arch}",
-        "SIDECAR_IMAGE": images["platforms"][platform]["ref"],
+        "COMPOSE_PROJECT_NAME": "hailo-ci-stub",
+        "SIDECAR_IMAGE": images["ref"],
         "SIDECAR_PORT": str(free_port()),
-        "EDGE_NETWORK": f"hailo-ci-{arch}-edge",
+        "EDGE_NETWORK": "hailo-ci-stub-edge",
         "CONFIG_VERSION": CONFIG_VERSION,
     }
     try:
@@ -57,9 +58,8 @@ def test_stub_profile_passes_the_smoke_from_the_host(stub_stack: dict[str, str])
 
 def test_edgeinfer_url_works_on_the_stack_network(images: dict[str, Any], stub_stack: dict[str, str]) -> None:
     """A caller on the edge network reaches http://hailo-inference:9000/infer, as EdgeInfer does."""
-    client = images["platforms"]["linux/amd64"]["ref"]
     out = sh(
-        "docker", "run", "--rm", "--read-only", "--network", stub_stack["EDGE_NETWORK"], client,
+        "docker", "run", "--rm", "--read-only", "--network", stub_stack["EDGE_NETWORK"], images["ref"],
         "smoke", "--url", "http://hailo-inference:9000", "--expect-config-version", CONFIG_VERSION,
         check=False,
     )  # fmt: skip
@@ -87,10 +87,21 @@ def test_container_runs_hardened(stub_stack: dict[str, str]) -> None:
     assert sh("docker", "exec", name, "touch", "/tmp/probe").returncode == 0
 
 
-def test_real_profile_config(images: dict[str, Any]) -> None:
+REF = "127.0.0.1:5000/hailo/sidecar@sha256:" + "0" * 64
+
+
+def test_the_image_is_required() -> None:
+    """No default image: a stack without SIDECAR_IMAGE fails to resolve, naming the variable."""
+    env = {k: v for k, v in os.environ.items() if k != "SIDECAR_IMAGE"}
+    proc = sh("docker", "compose", "-f", str(COMPOSE), "--profile", "stub", "config", env=env, check=False)
+    assert proc.returncode != 0 and "SIDECAR_IMAGE" in proc.stderr
+
+
+def test_real_profile_config() -> None:
     """The Pi profile as Compose resolves it: device, group, read-only model mount, real mode."""
     sha = "ab" * 32
     env = {
+        "SIDECAR_IMAGE": REF,
         "MODEL_SHA256": sha,
         "CONFIG_VERSION": "cfg-9",
         "HAILO_GID": "989",
@@ -109,12 +120,28 @@ def test_real_profile_config(images: dict[str, Any]) -> None:
     assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"] and svc["user"] == "10001:10001"
     assert svc["networks"]["edge"]["aliases"] == ["hailo-inference"]
     assert "privileged" not in svc
+    assert svc["platform"] == "linux/arm64" and svc["image"] == REF
 
 
-def test_onnx_profile_config(images: dict[str, Any]) -> None:
+def test_a_second_device_keeps_its_name() -> None:
+    """HailoRT opens /dev/ + the name under /sys/class/hailo_chardev: /dev/hailo1 stays hailo1."""
+    env = {"SIDECAR_IMAGE": REF, "MODEL_SHA256": "ab" * 32, "HAILO_DEVICE": "/dev/hailo1"}
+    svc = json.loads(compose(env, "--profile", "real", "config", "--format", "json"))["services"][
+        "hailo-inference"
+    ]
+    assert (svc["devices"][0]["source"], svc["devices"][0]["target"]) == ("/dev/hailo1", "/dev/hailo1")
+    assert svc["environment"]["HAILO_DEVICE"] == "/dev/hailo1"
+
+
+def test_onnx_profile_config() -> None:
     """The CPU profile: the release's ONNX mounted read-only, its sha256 enforced, no device."""
     sha = "cd" * 32
-    env = {"MODEL_SHA256": sha, "MODELS_DIR": "/srv/hailo/models", "MODEL_FILE": "model.onnx"}
+    env = {
+        "SIDECAR_IMAGE": REF,
+        "MODEL_SHA256": sha,
+        "MODELS_DIR": "/srv/hailo/models",
+        "MODEL_FILE": "model.onnx",
+    }
     cfg = json.loads(compose(env, "--profile", "onnx", "config", "--format", "json"))
     assert set(cfg["services"]) == {"hailo-inference-onnx"}
     svc = cfg["services"]["hailo-inference-onnx"]

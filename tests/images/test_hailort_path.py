@@ -2,8 +2,9 @@
 written by hailo-compile, and the Compose `real` profile serving it in hailo mode.
 
 Hailo's wheel and .deb, the DFC and the device cannot exist here; stand-ins take their place
-(tests/fakes/hailort_dist, tests/fakes/dfc, /dev/null as the device node). The image build,
-install-hailort.sh, hailo-compile, Compose, Docker and the sidecar are the real ones.
+(lab/standins: hailort_dist, standin_dfc, the hailo_platform package; /dev/null as the device
+node). The image build (images/runtime/build.sh, linux/arm64 under QEMU), install-hailort.sh,
+hailo-compile, Compose, Docker and the sidecar are the real ones.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Any
 import pytest
 from dockerutil import COMPILE, ROOT, SIDECAR, free_port, sh
 
-sys.path.insert(0, str(ROOT / "tests" / "fakes"))
-sys.path.insert(0, str(ROOT / "tests" / "fakes" / "dfc"))
+sys.path.insert(0, str(ROOT / "lab" / "standins"))
 import hailort_dist
 import standin_dfc
 
@@ -28,22 +28,27 @@ COMPOSE = ROOT / "compose" / "compose.yml"
 
 def build(tmp: Path, files: Path, version: str, check: bool = True) -> Any:
     out = tmp / "images.json"
-    env = {**os.environ, "HAILORT_DIR": str(files), "HAILORT_VERSION": version, "PLATFORMS": "linux/amd64",
-           "IMAGE_NAME": "hailo/sidecar-standin", "OUT": str(out)}  # fmt: skip
-    proc = sh("bash", "scripts/images.sh", cwd=ROOT, env=env, timeout=900, check=check)
+    ca = "/etc/ssl/certs/ca-certificates.crt"
+    env = {**os.environ, "REGISTRY": "127.0.0.1:5000", "IMAGE_NAME": "hailo/sidecar-standin",
+           "HAILORT_DIR": str(files), "HAILORT_VERSION": version, "OUT": str(out), "FORCE": "1",
+           "BUILD_CA": ca if os.path.isfile(ca) else ""}  # fmt: skip
+    proc = sh("bash", "images/runtime/build.sh", cwd=ROOT, env=env, timeout=1200, check=check)
     return json.loads(out.read_text()) if check else proc
 
 
 @pytest.fixture(scope="module")
-def hailort_image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def hailort_image(tmp_path_factory: pytest.TempPathFactory, images: dict[str, Any]) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("hailort")
-    built: dict[str, Any] = build(tmp, hailort_dist.build(tmp, VERSION, "amd64"), VERSION)
+    built: dict[str, Any] = build(tmp, hailort_dist.build(tmp, VERSION, "arm64"), VERSION)
     return built
 
 
-def test_image_carries_the_hailort_it_was_given(hailort_image: dict[str, Any]) -> None:
-    ref = hailort_image["platforms"]["linux/amd64"]["ref"]
-    assert ref.endswith(f":0.1.0-hailort{VERSION}-amd64"), ref
+def test_image_carries_the_hailort_it_was_given(
+    hailort_image: dict[str, Any], images: dict[str, Any]
+) -> None:
+    ref = hailort_image["ref"]
+    assert hailort_image["image"].endswith(f":{images['version']}-hailort{VERSION}"), hailort_image
+    assert (hailort_image["platform"], hailort_image["hailort"]) == ("linux/arm64", VERSION)
     assert json.loads(sh("docker", "run", "--rm", ref, "versions").stdout)["hailort"] == VERSION
     labels = json.loads(sh("docker", "image", "inspect", ref).stdout)[0]["Config"]["Labels"]
     assert labels["io.synchrony.hailort.version"] == VERSION
@@ -56,8 +61,8 @@ def test_image_carries_the_hailort_it_was_given(hailort_image: dict[str, Any]) -
 @pytest.mark.parametrize(
     ("file_version", "arch", "asked", "message"),
     [
-        (VERSION, "amd64", "4.22.0", f"is HailoRT {VERSION}, HAILORT_VERSION is 4.22.0"),
-        (VERSION, "arm64", VERSION, "is for arm64, this image is amd64"),
+        (VERSION, "arm64", "4.22.0", f"is HailoRT {VERSION}, HAILORT_VERSION is 4.22.0"),
+        (VERSION, "amd64", VERSION, "is for amd64, this image is arm64"),
     ],
     ids=["version", "arch"],
 )
@@ -85,13 +90,14 @@ def test_real_profile_serves_a_compiled_release(hailort_image: dict[str, Any], t
     # 2. Serve it with the real profile, as the Pi does.
     stack = {
         "COMPOSE_PROJECT_NAME": "hailo-ci-real",
-        "SIDECAR_IMAGE": hailort_image["platforms"]["linux/amd64"]["ref"],
+        "SIDECAR_IMAGE": hailort_image["ref"],
         "SIDECAR_PORT": str(free_port()),
         "EDGE_NETWORK": "hailo-ci-real-edge",
         "MODELS_DIR": str(release),
         "MODEL_SHA256": manifest["hef_sha256"],
         "CONFIG_VERSION": manifest["config_version"],
-        "HAILO_DEVICE": "/dev/null",  # stand-in device node: the container sees /dev/hailo0
+        # The stand-in's device node; the container sees it under its host name, as HailoRT needs.
+        "HAILO_DEVICE": "/dev/null",
     }
     cenv = {**os.environ, **stack}
     base = ["docker", "compose", "-f", str(COMPOSE), "--profile", "real"]
@@ -105,7 +111,9 @@ def test_real_profile_serves_a_compiled_release(hailort_image: dict[str, Any], t
         assert "mode hailo" in out.stdout
         cid = sh(*base, "ps", "-q", "hailo-inference", env=cenv).stdout.strip()
         c = json.loads(sh("docker", "inspect", cid).stdout)[0]
-        assert [d["PathInContainer"] for d in c["HostConfig"]["Devices"]] == ["/dev/hailo0"]
+        (device,) = c["HostConfig"]["Devices"]
+        assert device["PathOnHost"] == device["PathInContainer"] == "/dev/null"
+        assert {"HAILO_DEVICE=/dev/null", "INFER_MODE=hailo"} <= set(c["Config"]["Env"])
         assert c["HostConfig"]["GroupAdd"] == ["10001"]
         (models,) = [m for m in c["Mounts"] if m["Destination"] == "/models"]
         assert models["RW"] is False

@@ -75,7 +75,9 @@ def test_stub_stack_runs_the_pushed_linux_arm64_image(host, stack):
     """What GPUSrv's contract tests exercise is what the Pis pull: the one linux/arm64 image, by
     digest, from the registry."""
     ref = stack.current["image"]
-    assert ref.startswith(f"{var(host, 'sidecar_image_registry')}/{var(host, 'sidecar_image_repository')}@sha256:")
+    assert ref.startswith(
+        f"{var(host, 'sidecar_image_registry')}/{var(host, 'sidecar_image_repository')}@sha256:"
+    )
     raw = host.run(f"docker buildx imagetools inspect --raw {ref}")
     assert raw.rc == 0, raw.stderr
     assert "manifests" not in json.loads(raw.stdout), "a multi-platform index instead of the arm64 image"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import subprocess  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+import subprocess
+from collections.abc import Iterator
 
-import pytest  # noqa: E402
-from labplay import ROOT  # noqa: E402
+import pytest
+from labplay import ROOT
 
 
 @pytest.fixture(scope="session")

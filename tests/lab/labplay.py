@@ -46,7 +46,13 @@ def play(playbook: str | Path, *args: str, extra: dict[str, Any] | None = None,
     installed = Path(playbook).parts
     if "ansible_collections" in installed:
         full_env["ANSIBLE_COLLECTIONS_PATH"] = str(Path(*installed[: installed.index("ansible_collections")]))
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), str(ROOT / playbook), "-i", str(INVENTORY), *args]
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        str(ROOT / playbook),
+        "-i",
+        str(INVENTORY),
+        *args,
+    ]
     if extra:
         cmd += ["-e", json.dumps(extra)]
     start = time.monotonic()

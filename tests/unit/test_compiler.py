@@ -219,7 +219,9 @@ def test_nchw_input_needs_a_calibration_set_in_the_parsed_layout(
     m = json.loads((inputs["out"] / "imu-encoder" / "1.0.0" / "manifest.json").read_text())
     assert m["input"]["parsed_shape"] == [-1, 100, 9, 1] and m["input"]["hef_shape"] == [100, 9, 1]
     # The sidecar serves it and checks the HEF against the manifest beside it.
-    backend = HailoBackend(inputs["out"] / "imu-encoder" / "1.0.0" / "model.hef", 12, Path("/dev/hailo0"), [100, 9, 1])
+    backend = HailoBackend(
+        inputs["out"] / "imu-encoder" / "1.0.0" / "model.hef", 12, Path("/dev/hailo0"), [100, 9, 1]
+    )
     assert backend.load().input_shape == [100, 9, 1]
     backend.close()
 

@@ -21,6 +21,8 @@ FLOATS = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
     st.sampled_from([0.0, -0.0, 5e-324, 1.7976931348623157e308, 3.4028235e38, 3.4028236e38, 1e39]),
 )
+
+
 @st.composite
 def windows(draw: st.DrawFn) -> list[list[object]]:
     """100 rows of 9 numbers, built from a few drawn rows (small examples); sometimes a row of
@@ -91,7 +93,7 @@ def agree(body: bytes, fast_arr: np.ndarray | None, exact) -> None:  # type: ign
         exact_arr = exact(body)
     except SidecarError as exc:
         try:
-            fast32 = contract._to_float32(fast_arr, "x")
+            contract._to_float32(fast_arr, "x")
         except SidecarError as fast_exc:
             assert type(fast_exc) is type(exc), f"fast: {fast_exc}, exact: {exc}"
             return

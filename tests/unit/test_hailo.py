@@ -59,9 +59,12 @@ def test_the_queue_is_real_a_push_past_it_kills_the_configured_model(hef):
         for name in model.output_names:
             model.output(name).set_format_type(hp.FormatType.FLOAT32)
         with model.configure() as cim:
+
             def bindings():
                 b = cim.create_bindings(
-                    output_buffers={n: np.empty(model.output(n).shape, np.float32) for n in model.output_names}
+                    output_buffers={
+                        n: np.empty(model.output(n).shape, np.float32) for n in model.output_names
+                    }
                 )
                 b.input().set_buffer(np.zeros(model.input().shape, np.float32))
                 return b
@@ -71,7 +74,9 @@ def test_the_queue_is_real_a_push_past_it_kills_the_configured_model(hef):
             assert str(full.value) == "libhailort failed with error: 82 (HAILO_QUEUE_IS_FULL)"
             with pytest.raises(hp.HailoRTException) as dead:
                 cim.run([bindings()], 1000)
-            assert type(dead.value).__name__ == "HailoRTStreamAborted" and dead.value.__cause__.args == ("63",)
+            assert type(dead.value).__name__ == "HailoRTStreamAborted" and dead.value.__cause__.args == (
+                "63",
+            )
 
 
 @pytest.mark.parametrize(

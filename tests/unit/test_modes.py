@@ -7,8 +7,6 @@ import json
 
 import numpy as np
 import onnxruntime as ort
-import pytest
-
 from hailo_platform import standin
 
 from sidecar_app.backends.base import file_sha256
@@ -70,7 +68,9 @@ def test_hailo_contract_and_health(make_client, hef):
     assert len(doc["latent"]) == 64 and len(doc["motif_scores"]) == 12
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["mode"] == "hailo"
-    assert health["model_kind"] == "hef" and health["hef_sha256"] == health["model_sha256"] == file_sha256(hef)
+    assert health["model_kind"] == "hef" and health["hef_sha256"] == health["model_sha256"] == file_sha256(
+        hef
+    )
     assert health["versions"]["hailort"] == "4.23.0"
     assert health["config_version"] == "cfg-7"
     # The device is opened once and kept open across requests.

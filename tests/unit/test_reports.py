@@ -24,11 +24,15 @@ def hv(name: str, **kw: Any) -> dict[str, Any]:
 
 def test_rollout_report_and_lines_for_each_outcome() -> None:
     hosts = [
-        hv("pi-1", sidecar_stack_result={"release": A, "failed_release": B, "rolled_back": True, "healthy": True},
+        hv("pi-1", sidecar_stack_result={"release": A, "failed_release": B, "rolled_back": True,
+                                         "healthy": True},
            pi_rollout_error="Release lab-B failed"),
-        hv("pi-2", sidecar_stack_result={"release": B, "rolled_back": False, "healthy": True, "changed": True}),
-        hv("pi-3", sidecar_stack_result={"release": A, "rolled_back": False, "healthy": True, "changed": False}),
-        hv("pi-4", ansible_local={"hailo_sidecar": {"current": A}}, pi_rollout_before={"stdout": "Up 2 hours"}),
+        hv("pi-2", sidecar_stack_result={"release": B, "rolled_back": False, "healthy": True,
+                                         "changed": True}),
+        hv("pi-3", sidecar_stack_result={"release": A, "rolled_back": False, "healthy": True,
+                                         "changed": False}),
+        hv("pi-4", ansible_local={"hailo_sidecar": {"current": A}},
+           pi_rollout_before={"stdout": "Up 2 hours"}),
         hv("pi-5", pi_rollout_error="HailoRT parts differ"),
         hv("pi-6"),
     ]  # fmt: skip
@@ -37,11 +41,17 @@ def test_rollout_report_and_lines_for_each_outcome() -> None:
     assert report["pi-4"]["before"] == A and report["pi-4"]["before_status"] == "Up 2 hours"
     lines = reports.rollout_lines(report)
     image = "sha256:" + "a" * 12
-    assert lines[0] == f"pi-1: rolled back from lab-B, healthy; config lab-1, onnx, imu-encoder 1.0.0 sha256 bbbbbbbbbbbb, image {image}"
+    assert lines[0] == (
+        "pi-1: rolled back from lab-B, healthy; config lab-1, onnx, imu-encoder 1.0.0 sha256 bbbbbbbbbbbb, "
+        f"image {image}"
+    )
     assert lines[1].startswith("pi-2: deployed, healthy; config lab-B")
     assert lines[2].startswith("pi-3: unchanged, healthy; config lab-1")
     assert lines[3].startswith("pi-4: not reached, Up 2 hours (before the run); config lab-1")
-    assert lines[4] == "pi-5: FAILED before the stack: HailoRT parts differ, no sidecar (before the run); no release recorded"
+    assert lines[4] == (
+        "pi-5: FAILED before the stack: HailoRT parts differ, no sidecar (before the run); "
+        "no release recorded"
+    )
     assert lines[5] == "pi-6: not reached, no sidecar (before the run); no release recorded"
     assert reports.rollout_lines(report, True)[0] == "check mode: no host was changed"
 
@@ -51,7 +61,9 @@ def test_rollback_message_says_what_happened() -> None:
     done = reports.rollback_message(B, A, ["FAIL infer contract"], True, True, *args)
     assert done == (f"Release lab-B ({B['image']}) failed on pi-1: FAIL infer contract. "
                     "Rolled back to lab-1, which passes the smoke again.")  # fmt: skip
-    assert reports.rollback_message(B, A, ["x"], False, False, *args).endswith("No rollback: sidecar_stack_rollback is false.")
+    assert reports.rollback_message(B, A, ["x"], False, False, *args).endswith(
+        "No rollback: sidecar_stack_rollback is false."
+    )
     assert "no previous release is recorded in /opt/hailo-sidecar/release.json" in reports.rollback_message(
         B, None, ["x"], True, False, *args
     )
@@ -79,10 +91,13 @@ LSPCI = """0001:01:00.0 Co-processor: Hailo Technologies Ltd. Hailo-8 AI Process
 def acceptance(**over: Any) -> dict[str, Any]:
     real = {**A, "profile": "real", "model": {**A["model"], "path": "/opt/hailo-sidecar/models/m"}}
     d = {"host": "pi-1", "release": real, "device": "/dev/hailo0", "device_present": True,
-         "targets": {"p95_ms": 50, "windows_per_s": 20}, "testinfra": {"rc": 0, "stdout_lines": ["12 passed"]},
+         "targets": {"p95_ms": 50, "windows_per_s": 20},
+         "testinfra": {"rc": 0, "stdout_lines": ["12 passed"]},
          "hailortcli": {"rc": 0, "stdout_lines": BENCHMARK}, "lspci": LSPCI,
-         "dmesg": ["hailo_pci 0001:01:00.0: Firmware was loaded successfully", "hailo_pci: DMA timeout error"],
-         "bench": {"rc": 0, "stdout_lines": ["  c=1  42.0 windows/s  p95 9.1 ms  MET"]}, "fidelity": []}  # fmt: skip
+         "dmesg": ["hailo_pci 0001:01:00.0: Firmware was loaded successfully",
+                   "hailo_pci: DMA timeout error"],
+         "bench": {"rc": 0, "stdout_lines": ["  c=1  42.0 windows/s  p95 9.1 ms  MET"]},
+         "fidelity": []}  # fmt: skip
     return {**d, **over}
 
 
@@ -90,8 +105,10 @@ def test_acceptance_report_keeps_the_benchmark_summary_and_link() -> None:
     r = reports.acceptance_report(acceptance())
     assert r["problems"] == []
     text = "\n".join(r["lines"])
-    for line in ("FPS     (hw_only)                 = 4012.5", "(streaming)               = 3987.1",
-                 "Latency (hw)                      = 0.42 ms", "(overall)                 = 0.61 ms"):  # fmt: skip
+    for line in ("FPS     (hw_only)                 = 4012.5",
+                 "(streaming)               = 3987.1",
+                 "Latency (hw)                      = 0.42 ms",
+                 "(overall)                 = 0.61 ms"):  # fmt: skip
         assert line in text
     assert "Measuring FPS" not in text and "Power in streaming" not in text
     assert "PCIe link (target Gen3 8GT/s, x1): 8GT/s, x1" in text
@@ -112,5 +129,9 @@ def test_acceptance_report_refuses_each_miss() -> None:
         "the sidecar missed a target or failed",
     ]
     assert "  not run: no /dev/hailo0 (the acceptance needs the Hailo-8)" in r["lines"]
-    probe = reports.acceptance_report(acceptance(fidelity_probe={"rc": 1, "stderr": "x\nNo module named 'hailo_platform'"}))
-    assert "fidelity probe (hailo-sidecar fidelity): not run: No module named 'hailo_platform'" in probe["lines"]
+    probe = reports.acceptance_report(
+        acceptance(fidelity_probe={"rc": 1, "stderr": "x\nNo module named 'hailo_platform'"})
+    )
+    assert (
+        "fidelity probe (hailo-sidecar fidelity): not run: No module named 'hailo_platform'" in probe["lines"]
+    )

@@ -76,7 +76,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 def test_smoke_passes_and_detects_wrong_expectations(server, capsys):
     health = json.loads(urllib.request.urlopen(server.url + "/healthz").read())
-    assert run_smoke(server.url, expect_sha256=health["model_sha256"], expect_config_version="unversioned") == 0
+    assert (
+        run_smoke(server.url, expect_sha256=health["model_sha256"], expect_config_version="unversioned") == 0
+    )
     assert "smoke: 5 passed, 0 failed" in capsys.readouterr().out
     assert run_smoke(server.url, expect_sha256="0" * 64, expect_config_version="other") == 2
 

@@ -43,8 +43,16 @@ def container(cid):
     if not cid or not shutil.which("docker"):
         return {"id": cid, "name": None, "project": None}
     out = subprocess.run(
-        ["docker", "inspect", "--format", '{{.Name}}|{{index .Config.Labels "com.docker.compose.project"}}', cid],
-        capture_output=True, text=True, check=False,
+        [
+            "docker",
+            "inspect",
+            "--format",
+            '{{.Name}}|{{index .Config.Labels "com.docker.compose.project"}}',
+            cid,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     name, _, project = out.stdout.strip().partition("|")
     return {"id": cid, "name": name.lstrip("/") or None, "project": project or None}

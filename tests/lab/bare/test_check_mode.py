@@ -40,7 +40,10 @@ def before() -> dict[str, str]:
 
 def test_the_cases_cover_every_role_and_phase() -> None:
     assert len(CASES) >= 30, CASES
-    assert ("playbooks/pi.yml", "hailort_verify") in CASES and ("playbooks/gpusrv.yml", "ci_runner_remove") in CASES
+    assert ("playbooks/pi.yml", "hailort_verify") in CASES and (
+        "playbooks/gpusrv.yml",
+        "ci_runner_remove",
+    ) in CASES
 
 
 @pytest.mark.parametrize("playbook", list(PLAYBOOKS))

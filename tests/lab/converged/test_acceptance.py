@@ -25,7 +25,9 @@ def test_acceptance_flow_on_a_lab_pi():
     report = json.loads((LAB.parent / "acceptance" / f"{HOST}.json").read_text())
     text = "\n".join(report["lines"])
     assert run.rc != 0, "a lab Pi serving ONNX must not be accepted"
-    assert report["problems"] == ["the sidecar serves the onnx profile, not the HEF on the device (real)"], text
+    assert report["problems"] == ["the sidecar serves the onnx profile, not the HEF on the device (real)"], (
+        text
+    )
     assert "testinfra: " in text and " passed" in text
     assert "(streaming)               = 3987.1" in text and "(overall)                 = 0.61 ms" in text
     assert "PCIe link (target Gen3 8GT/s, x1): not known" in text

@@ -1,7 +1,7 @@
 """The lab's GPUSrv after `make lab`, beyond the shared host checks (tests/infra/test_gpusrv.py):
 log rotation, the builder for the runner's account, the runner's registration and pinned
-tarball, the release fetched to the controller, the image record, and the stub stack's smoke and
-release record."""
+tarball, the release fetched to the controller, the image record, the stub stack's smoke and
+release record, and the HailoRT mirror."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import subprocess
 
 import pytest
-from labplay import GPUSRV, LAB, ROOT, host, image_record
+from labplay import GPUSRV, LAB, ROOT, host, image_record, play
 
 COMPOSE = "docker compose -p hailo --project-directory /opt/hailo-sidecar --profile stub"
 RUNNER_HOME = "/opt/actions-runner"
@@ -75,12 +75,16 @@ def test_release_fetched_to_the_controller(gpusrv):
 
 def test_image_record_names_the_pushed_image(gpusrv):
     record = image_record()
-    digest = gpusrv.check_output(f"docker buildx imagetools inspect {record['image']} --format '{{{{json .Manifest.Digest}}}}'")
+    digest = gpusrv.check_output(
+        f"docker buildx imagetools inspect {record['image']} --format '{{{{json .Manifest.Digest}}}}'"
+    )
     assert json.loads(digest) == record["digest"] and record["ref"].endswith(f"@{record['digest']}")
     revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                               check=True).stdout.strip()  # fmt: skip
     assert record["revision"] == revision and record["platform"] == "linux/arm64"
-    git_tag = gpusrv.check_output(f"docker buildx imagetools inspect {record['git_tag']} --format '{{{{json .Manifest.Digest}}}}'")
+    git_tag = gpusrv.check_output(
+        f"docker buildx imagetools inspect {record['git_tag']} --format '{{{{json .Manifest.Digest}}}}'"
+    )
     assert json.loads(git_tag) == record["digest"], "the git-revision tag names the same image"
 
 
@@ -101,3 +105,34 @@ def test_stub_stack_serves_the_pushed_image_and_passes_the_smoke(gpusrv):
         "model": None,
     }  # fmt: skip
     assert json.loads(gpusrv.file("/etc/ansible/facts.d/hailo_sidecar.fact").content_string) == deployed
+
+
+def test_mirror_serves_both_sets_signed(gpusrv):
+    """hailort_mirror: the two qualified sets, indexed per suite and architecture, signed with the
+    key the Pis were given (build/lab/hailort-mirror.asc)."""
+    for arch in ("amd64", "arm64"):
+        index = gpusrv.check_output(
+            f"curl -fsS http://127.0.0.1:8081/dists/trixie/main/binary-{arch}/Packages"
+        )
+        versions = sorted(ln.split(": ")[1] for ln in index.splitlines() if ln.startswith("Version: "))
+        assert versions == ["4.22.0-1"] * 4 + ["4.23.0-1"] * 4, index
+    exported = (LAB / "hailort-mirror.asc").read_text()
+    assert gpusrv.file("/srv/hailort-mirror/hailort-mirror.asc").content_string == exported
+    verify = gpusrv.run(
+        "gpg --dearmor < /srv/hailort-mirror/hailort-mirror.asc > /tmp/mirror.gpg"
+        " && gpgv --keyring /tmp/mirror.gpg /srv/hailort-mirror/dists/trixie/InRelease"
+    )
+    assert verify.rc == 0, verify.stderr
+    state = gpusrv.file("/var/lib/hailort-mirror")
+    assert state.mode == 0o700 and state.user == "root", "the signing key's folder is private"
+
+
+def test_mirror_keeps_the_sets_after_the_archive_drops_them(gpusrv):
+    """The archive moves on (its pool is gone): the mirror downloads nothing and changes nothing."""
+    gpusrv.check_output("mv /srv/hailo-lab/apt/pool /srv/hailo-lab/apt/pool.gone")
+    try:
+        run = play("playbooks/gpusrv.yml", "--limit", GPUSRV, "--tags", "hailort_mirror")
+    finally:
+        gpusrv.check_output("mv /srv/hailo-lab/apt/pool.gone /srv/hailo-lab/apt/pool")
+    assert run.rc == 0, run.out[-3000:]
+    assert run.changed(GPUSRV) == 0

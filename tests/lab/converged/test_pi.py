@@ -31,7 +31,10 @@ def test_device_group_udev_rule_and_module_options_in_files_of_our_own(pi):
     assert "options hailo_pci force_desc_page_size=4096" in conf
     # hailofw's own files are left as the package shipped them.
     assert pi.run("dpkg --verify hailofw").stdout == "", "a file of the hailofw package was changed"
-    assert pi.file("/etc/modprobe.d/hailo_pci.conf").exists and pi.file("/lib/udev/rules.d/60-hailofw.rules").exists
+    assert (
+        pi.file("/etc/modprobe.d/hailo_pci.conf").exists
+        and pi.file("/lib/udev/rules.d/60-hailofw.rules").exists
+    )
 
 
 def test_boot_config_gen3_under_all_and_reboot_reported_pending(pi):
@@ -57,15 +60,34 @@ def test_hailort_set_installed_from_the_signed_repository_and_held(pi):
 
 def test_one_entry_for_the_archive_and_apt_works(pi):
     """Raspberry Pi OS's own raspi.list is used where it exists (lab-pi-bookworm): a second entry
-    with another Signed-By would break every apt run."""
+    with another Signed-By would break every apt run. lab-pi-trixie has no entry for the archive
+    at all: it installs from GPUSrv's mirror."""
     ours = pi.file("/etc/apt/sources.list.d/hailort.sources")
+    mirror = pi.file("/etc/apt/sources.list.d/hailo-pipeline-mirror.sources")
     if pi.file("/etc/apt/sources.list.d/raspi.list").exists:
         assert not ours.exists, "a second entry for the archive next to raspi.list"
+        assert not mirror.exists
     else:
-        assert "file:///srv/hailo-lab/apt" in ours.content_string
-        assert "-----BEGIN PGP PUBLIC KEY BLOCK-----" in ours.content_string
+        assert not ours.exists, "the archive is switched off on the mirror's Pi"
+        assert "URIs: http://lab-gpusrv:8081/" in mirror.content_string
+        assert "-----BEGIN PGP PUBLIC KEY BLOCK-----" in mirror.content_string
     update = pi.run("apt-get update")
     assert update.rc == 0 and "Conflicting values" not in update.stderr, update.stderr
+    assert not update.stderr.strip(), f"apt warned: {update.stderr}"
+
+
+def test_the_mirror_serves_the_pinned_set_with_the_archive_off():
+    """lab-pi-trixie: hailort_apt_repository false, no copy of the archive on the host; the set
+    came from GPUSrv's hailort_mirror, verified with the mirror's key."""
+    pi = host("lab-pi-trixie")
+    assert not pi.file("/srv/hailo-lab/apt").exists
+    assert pi.run("grep -rl /srv/hailo-lab/apt /etc/apt").stdout == ""
+    policy = pi.check_output("apt-cache policy hailort hailo-dkms python3-hailort hailofw")
+    lines = [ln.split() for ln in policy.splitlines() if ln.strip()[:1].isdigit() and "://" in ln]
+    sources = {parts[1].rstrip("/") for parts in lines}
+    assert sources == {"http://lab-gpusrv:8081"}, policy
+    for name in SET:
+        assert pi.package(name).version == "4.23.0-1"
 
 
 def test_pinned_set_or_hailo_all(pi):
@@ -77,9 +99,7 @@ def test_pinned_set_or_hailo_all(pi):
     else:
         for name in SET:
             assert f"Package: {name}\nPin: version 4.23.0-1\nPin-Priority: 1001" in pref.content_string
-        assert (
-            "4.23.0-1" in pi.run("apt-cache policy hailort").stdout.split("Candidate:")[1].splitlines()[0]
-        )
+        assert "4.23.0-1" in pi.run("apt-cache policy hailort").stdout.split("Candidate:")[1].splitlines()[0]
 
 
 def test_docker_with_compose_v2(pi):

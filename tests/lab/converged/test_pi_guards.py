@@ -95,12 +95,18 @@ def test_dkms_module_problems_for_the_running_kernel(pi, state):
     if state == "not built for the running kernel":
         # A kernel upgrade the DKMS driver was not built for: no module for the running kernel.
         pi.run(f"mv {extra} /root/hailo_pci.ko.away && depmod -a")
-        expected = [f"no hailo_pci module for the running kernel {kernel}", "dkms autoinstall -k", "hailort_hold_kernel"]
+        expected = [
+            f"no hailo_pci module for the running kernel {kernel}",
+            "dkms autoinstall -k",
+            "hailort_hold_kernel",
+        ]
     else:
         # Raspberry Pi OS bookworm: the kernel's in-tree hailo_pci (older) is chosen over extra/.
         pi.run(
-            f"mkdir -p /lib/modules/{kernel}/kernel/drivers/misc && cp {extra} /lib/modules/{kernel}/kernel/drivers/misc/"
-            " && echo 'override hailo_pci * kernel/drivers/misc' > /etc/depmod.d/zz-lab-in-tree.conf && depmod -a"
+            f"mkdir -p /lib/modules/{kernel}/kernel/drivers/misc && cp {extra} "
+            f"/lib/modules/{kernel}/kernel/drivers/misc/"
+            " && echo 'override hailo_pci * kernel/drivers/misc' > /etc/depmod.d/zz-lab-in-tree.conf && "
+            "depmod -a"
         )
         expected = ["The running kernel's own hailo_pci", "override hailo_pci * extra", "depmod -a"]
     try:
@@ -144,7 +150,8 @@ def test_too_little_disk_for_the_release_stops_before_any_download(pi, tmp_path)
     shutil.copytree(RELEASE_A, release)
     before = snapshot(pi)
     run = play("playbooks/pi.yml", "--limit", HOST,
-               extra={"sidecar_stack_release_dir": str(release), "sidecar_stack_min_free_mb": 100_000_000})  # fmt: skip
+               extra={"sidecar_stack_release_dir": str(release),
+                      "sidecar_stack_min_free_mb": 100_000_000})  # fmt: skip
     assert run.rc != 0
     assert f"Too little free disk on {HOST}" in run.text and "sidecar_stack_min_free_mb" in run.text
     assert snapshot(pi) == before
@@ -167,7 +174,10 @@ BAD = {
     ),
     "device mode not octal": ({"hailort_device_mode": "666"}, "hailort_device_mode"),
     "unknown archive mode": ({"hailort_apt_repository": "maybe"}, "hailort_apt_repository"),
-    "tag instead of digest": ({"sidecar_stack_image": "127.0.0.1:5000/hailo/sidecar:0.1.0"}, "sidecar_stack_image"),
+    "tag instead of digest": (
+        {"sidecar_stack_image": "127.0.0.1:5000/hailo/sidecar:1.2.3"},
+        "sidecar_stack_image",
+    ),
     "unknown profile": ({"pi_sidecar_profile": "gpu"}, "sidecar_stack_profile"),
     "release folder missing": (
         {"sidecar_stack_release_dir": "/nonexistent/1.0.0"},

@@ -29,7 +29,8 @@ def record(h) -> dict:
 def rollout(installed_playbooks, version: str, name: str):
     report = LAB / f"rollout-{name}.json"
     run = play(installed_playbooks / "pi.yml",
-               extra={"sidecar_stack_release_dir": str(release(version)), "pi_rollout_report": str(report)})  # fmt: skip
+               extra={"sidecar_stack_release_dir": str(release(version)),
+                      "pi_rollout_report": str(report)})  # fmt: skip
     print(f"rollout of {name}: {run.seconds:.0f} s")
     return run, json.loads(report.read_text())
 

@@ -76,7 +76,7 @@ STATUS_NAMES = {
 }
 
 
-class HailoRTStatusException(Exception):  # noqa: N818 - the extension's own name
+class HailoRTStatusException(Exception):
     """The extension's one exception type; args[0] is the status number as a string."""
 
 
@@ -259,7 +259,9 @@ class InferModel:
         ctl = _ctl()
         device_arch = ctl.get("device_arch", "hailo8")
         # A hailo8l HEF runs on a Hailo-8; a hailo8 HEF does not fit a Hailo-8L.
-        if self.spec["arch"] != device_arch and not (self.spec["arch"] == "hailo8l" and device_arch == "hailo8"):
+        if self.spec["arch"] != device_arch and not (
+            self.spec["arch"] == "hailo8l" and device_arch == "hailo8"
+        ):
             raise fail(93)
         queue = int(ctl.get("async_queue_size", 4))
         if self.batch_size > queue:

@@ -113,13 +113,19 @@ _BY_NAME: dict[str, tuple[type[HailoRTException], str]] = {
         InvalidProtocolVersionException,
         "HailoRT has failed because an invalid protocol version was received from device",
     ),
-    "HAILO_FW_CONTROL_FAILURE": (HailoRTFirmwareControlFailedException, "libhailort control operation failed"),
+    "HAILO_FW_CONTROL_FAILURE": (
+        HailoRTFirmwareControlFailedException,
+        "libhailort control operation failed",
+    ),
     "HAILO_UNSUPPORTED_OPCODE": (
         HailoRTUnsupportedOpcodeException,
         "HailoRT has failed because an unsupported opcode was sent to device",
     ),
     "HAILO_INVALID_FRAME": (HailoRTInvalidFrameException, "An invalid frame was received"),
-    "HAILO_TIMEOUT": (HailoRTTimeout, "Received a timeout - hailort has failed because a timeout had occurred"),
+    "HAILO_TIMEOUT": (
+        HailoRTTimeout,
+        "Received a timeout - hailort has failed because a timeout had occurred",
+    ),
     "HAILO_STREAM_ABORT": (HailoRTStreamAborted, "Stream was aborted"),
     "HAILO_INVALID_OPERATION": (
         HailoRTInvalidOperationException,
@@ -144,7 +150,10 @@ _BY_NAME: dict[str, tuple[type[HailoRTException], str]] = {
         HailoCommunicationClosedException,
         "Communication closed failure. Check server-client connection",
     ),
-    "HAILO_NETWORK_GROUP_NOT_ACTIVATED": (HailoRTNetworkGroupNotActivatedException, "Network group is not activated"),
+    "HAILO_NETWORK_GROUP_NOT_ACTIVATED": (
+        HailoRTNetworkGroupNotActivatedException,
+        "Network group is not activated",
+    ),
 }
 
 
@@ -206,7 +215,7 @@ class InferModel:
             with ExceptionWrapper():
                 return self._infer_stream.shape()
 
-        def set_format_type(self, type: int) -> None:  # noqa: A002 - the real parameter name
+        def set_format_type(self, type: int) -> None:
             with ExceptionWrapper():
                 self._infer_stream.set_format_type(type)
 
@@ -259,7 +268,9 @@ class ConfiguredInferModel:
             def get_buffer(self, tf_format: bool | None = False) -> np.ndarray | None:
                 return self._buffer
 
-        def __init__(self, bindings: _pyhailort.Bindings, input_names: list[str], output_names: list[str]) -> None:
+        def __init__(
+            self, bindings: _pyhailort.Bindings, input_names: list[str], output_names: list[str]
+        ) -> None:
             self._bindings = bindings
             self._input_names = input_names
             self._output_names = output_names
@@ -285,7 +296,9 @@ class ConfiguredInferModel:
         def get(self) -> _pyhailort.Bindings:
             return self._bindings
 
-    def __init__(self, configured_infer_model: _pyhailort.ConfiguredInferModel, infer_model: InferModel) -> None:
+    def __init__(
+        self, configured_infer_model: _pyhailort.ConfiguredInferModel, infer_model: InferModel
+    ) -> None:
         self._configured_infer_model: _pyhailort.ConfiguredInferModel | None = configured_infer_model
         self._input_names = infer_model.input_names
         self._output_names = infer_model.output_names
@@ -310,7 +323,9 @@ class ConfiguredInferModel:
             self._cim().activate()
 
     def create_bindings(
-        self, input_buffers: dict[str, np.ndarray] | None = None, output_buffers: dict[str, np.ndarray] | None = None
+        self,
+        input_buffers: dict[str, np.ndarray] | None = None,
+        output_buffers: dict[str, np.ndarray] | None = None,
     ) -> ConfiguredInferModel.Bindings:
         with ExceptionWrapper():
             cpp = self._cim().create_bindings()
@@ -344,7 +359,9 @@ class ConfiguredInferModel:
         self._buffer_guards.append(buffers)
 
         def callback_wrapper(error_code: int) -> None:
-            cpp_cb_exception = ExceptionWrapper.create_exception_from_status(error_code) if error_code else None
+            cpp_cb_exception = (
+                ExceptionWrapper.create_exception_from_status(error_code) if error_code else None
+            )
             if callback:
                 callback(completion_info=AsyncInferCompletionInfo(cpp_cb_exception))
             self._buffer_guards.popleft()
@@ -404,7 +421,9 @@ class Device:
 
 
 class VDevice:
-    def __init__(self, params: _pyhailort.VDeviceParams | None = None, *, device_ids: list[str] | None = None) -> None:
+    def __init__(
+        self, params: _pyhailort.VDeviceParams | None = None, *, device_ids: list[str] | None = None
+    ) -> None:
         self._vdevice: _pyhailort.VDevice | None = None
         self._params = params
         self._creation_pid = os.getpid()
