@@ -35,7 +35,7 @@ def dfc_version() -> str:
     except PackageNotFoundError:
         raise DfcError(
             "the Hailo Dataflow Compiler is not installed (no hailo_dataflow_compiler package): build "
-            "the compiler image with your DFC wheel (docs/images.md)"
+            "the compiler image with your DFC wheel (images/README.md)"
         ) from None
 
 

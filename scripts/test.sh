@@ -8,7 +8,8 @@
 #   3. the testinfra suite for real hosts (tests/infra) and the lab's own checks: host state,
 #      bad variables, HailoRT field failures, the acceptance flow, both playbooks from the
 #      installed collection tarball (tests/lab/converged)
-#   4. `make lab` again: every playbook must report changed=0
+#   4. `make lab` again, from the collection tarball installed as a Galaxy user would: every
+#      playbook must report changed=0
 #   5. rollouts: a release that fails its smoke stops at the canary and is rolled back, a good
 #      one reaches every Pi (tests/lab/rollout)
 #   6. `make lab-down`
@@ -23,7 +24,7 @@ export PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 # shellcheck source=lab/scripts/lib.sh
 . "$ROOT/lab/scripts/lib.sh"
 
-PYTEST=(python -m pytest -q -p no:cacheprovider -rfE --tb=short)
+PYTEST=(python -m pytest -q -p no:cacheprovider -rfE --tb=short --durations=10)
 
 lint() {
   local rc=0
@@ -67,8 +68,8 @@ lab() {
     echo "--- tests/infra and the lab's checks on the converged hosts"
     infra lab/inventory/hosts.yml || rc=1
     "${PYTEST[@]}" tests/lab/converged || rc=1
-    echo "--- make lab again: every playbook must report changed=0"
-    bash lab/scripts/lab.sh up --expect-unchanged || rc=1
+    echo "--- make lab again from the installed collection tarball: every playbook must report changed=0"
+    bash lab/scripts/lab.sh up --expect-unchanged --installed || rc=1
     echo "--- rollouts: canary failure and rollback, then a good release everywhere"
     "${PYTEST[@]}" tests/lab/rollout || rc=1
   fi

@@ -22,6 +22,7 @@
 #   HAILORT_VERSION   their HailoRT version, e.g. 4.23.0 (the tag becomes VERSION-hailortX.Y.Z)
 #   OUT               the record                                default build/sidecar-image.json
 #   FORCE             1: build even when the pushed image is current
+#   PRINT_REVISION    1: print the revision this checkout builds as, nothing else (the role's default)
 #   CHECK             1: build nothing; say whether a build is due ("would build"), and when the
 #                     pushed image is current, write its record as usual (Ansible's check mode)
 set -euo pipefail
@@ -34,9 +35,6 @@ die() {
   exit 2
 }
 
-[ -n "${REGISTRY:-}" ] || die "REGISTRY is required (host[:port] of the registry to push to)"
-IMAGE_NAME="${IMAGE_NAME:-hailo/sidecar}"
-VERSION="${VERSION:-$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')}"
 if [ -z "${REVISION:-}" ] && git rev-parse HEAD >/dev/null 2>&1; then
   REVISION="$(git rev-parse HEAD)"
   sources=(pyproject.toml README.md requirements sidecar_app hef_compiler images/runtime .dockerignore)
@@ -46,6 +44,13 @@ if [ -z "${REVISION:-}" ] && git rev-parse HEAD >/dev/null 2>&1; then
     REVISION="$REVISION-dirty-$changes"
   fi
 fi
+if [ "${PRINT_REVISION:-0}" = 1 ]; then
+  echo "${REVISION:-}"
+  exit 0
+fi
+[ -n "${REGISTRY:-}" ] || die "REGISTRY is required (host[:port] of the registry to push to)"
+IMAGE_NAME="${IMAGE_NAME:-hailo/sidecar}"
+VERSION="${VERSION:-$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')}"
 [ -n "${REVISION:-}" ] || die "REVISION is required outside a git checkout (the source's git revision)"
 CREATED="${CREATED:-$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)}"
 PLATFORM="${PLATFORM:-linux/arm64}"

@@ -5,7 +5,9 @@
 #           Pis, as containers), runs playbooks/gpusrv.yml and playbooks/pi.yml against them as
 #           in production, and prints a summary (lab/scripts/summary.py). Run again, it changes
 #           nothing and says so (changed=0 per playbook). --expect-unchanged: fail when a
-#           playbook changed something (the test command's idempotence check).
+#           playbook changed something (the test command's idempotence check). --installed: run
+#           the playbooks from the collection tarball installed as a Galaxy user would
+#           (build/lab/galaxy), not from this checkout.
 #   hosts   only the hosts and the lab's scaffolding on them, no playbook (bare hosts: the test
 #           command runs the playbooks in check mode there first)
 #   down    removes the hosts (and their Docker data), the tags the lab pushed and build/lab.
@@ -40,19 +42,43 @@ hosts() {
   step "lab hosts and scaffolding" ansible-playbook lab/playbooks/up.yml -i "$INV"
 }
 
+# The collection as Galaxy users get it: the tarball, installed into a folder of its own.
+install_tarball() {
+  local galaxy="$LAB/galaxy"
+  rm -rf "$galaxy" && mkdir -p "$galaxy"
+  ansible-galaxy collection build --force --output-path "$galaxy" . >/dev/null
+  ansible-galaxy collection install --force --no-deps -p "$galaxy/collections" "$galaxy"/*.tar.gz >/dev/null
+  echo "$galaxy/collections"
+}
+
 up() {
-  local expect_unchanged="${1:-}"
+  local expect_unchanged="" playbooks=playbooks a
+  local -a extra=()
+  for a in "$@"; do
+    case "$a" in
+      --expect-unchanged) expect_unchanged=1 ;;
+      --installed)
+        ANSIBLE_COLLECTIONS_PATH="$(install_tarball)"
+        export ANSIBLE_COLLECTIONS_PATH
+        playbooks="$ANSIBLE_COLLECTIONS_PATH/ansible_collections/synchrony/hailo_pipeline/playbooks"
+        # No git checkout around the installed sources: the revision is given, as a Galaxy user would.
+        extra=(-e "sidecar_image_revision=$(PRINT_REVISION=1 bash images/runtime/build.sh)")
+        echo "lab: playbooks from the installed collection tarball (${playbooks#"$ROOT"/})"
+        ;;
+      *) echo "usage: $0 up [--expect-unchanged] [--installed]" >&2; exit 2 ;;
+    esac
+  done
   hosts
   # The stand-in runner contacts nothing: any token will do (production: the real one, from the
   # environment).
   step "playbooks/gpusrv.yml" env HAILO_RUNNER_TOKEN="${HAILO_RUNNER_TOKEN:-lab-registration-token}" \
-    ansible-playbook playbooks/gpusrv.yml -i "$INV"
+    ansible-playbook "$playbooks/gpusrv.yml" -i "$INV" "${extra[@]}"
   # Both Pis in one batch (production: a canary first, pi_rollout_batches).
-  step "playbooks/pi.yml" ansible-playbook playbooks/pi.yml -i "$INV" \
+  step "playbooks/pi.yml" ansible-playbook "$playbooks/pi.yml" -i "$INV" \
     -e '{"pi_rollout_batches": ["100%"]}' -e "pi_rollout_report=$LAB/rollout.json"
   stage_json >"$LAB/timings.jsonl"
   python lab/scripts/summary.py --timings "$LAB/timings.jsonl"
-  if [ "$expect_unchanged" = --expect-unchanged ]; then
+  if [ -n "$expect_unchanged" ]; then
     python - "$LAB/timings.jsonl" <<'PY'
 import json, sys
 changed = [s for s in map(json.loads, open(sys.argv[1])) if s["step"].startswith("playbooks/") and s["changed"] != 0]
@@ -72,8 +98,8 @@ down() {
 }
 
 case "${1:-up}" in
-  up) up "${2:-}" ;;
+  up) shift; up "$@" ;;
   hosts) hosts ;;
   down) down ;;
-  *) echo "usage: $0 [up [--expect-unchanged]|hosts|down]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up [--expect-unchanged] [--installed]|hosts|down]" >&2; exit 2 ;;
 esac

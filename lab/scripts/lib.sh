@@ -39,7 +39,9 @@ wait_for() {
 _progress() {
   local pid="$1"
   while kill -0 "$pid" 2>/dev/null; do
-    sleep 20
+    # Not on the terminal's (or a pipe's) descriptors: when the ticker is killed, this sleep
+    # lives on for up to 20 s and would keep a `| tee` waiting.
+    sleep 20 >/dev/null 2>&1
     kill -0 "$pid" 2>/dev/null && printf '.'
   done
 }

@@ -11,12 +11,15 @@
 #   HAILO_LAB_STATE   state/log folder (default /var/lib/hailo-lab)
 #   HAILO_LAB_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
 #   HAILO_LAB_SKIP    space-separated step names to skip (e.g. "images_arm64")
+#   HAILO_LAB_SUBNET  the lab network's subnet (default 10.213.0.0/24)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${HAILO_LAB_STATE:-/var/lib/hailo-lab}"
 MIRROR="${HAILO_LAB_MIRROR:-http://deb.debian.org/debian}"
 REGISTRY="127.0.0.1:5000"
+LAB_NETWORK=hailo-lab
+LAB_SUBNET="${HAILO_LAB_SUBNET:-10.213.0.0/24}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
@@ -129,13 +132,23 @@ step_registry() {
   wait_for "registry on $REGISTRY" 30 curl -fsS "http://$REGISTRY/v2/"
 }
 
-# Lab containers (the lab's hosts, each running its own Docker) reach the registry at the Docker
-# bridge's gateway; the registry itself stays on 127.0.0.1. Hosts forward their own
+# The lab's network: its hosts find each other by name there. Its own subnet, not 172.17.0.0/16:
+# every lab host runs a Docker whose own default bridge takes that range inside the host.
+step_lab_network() {
+  if docker network inspect "$LAB_NETWORK" >/dev/null 2>&1; then cached; return; fi
+  local gw
+  gw="$(python3 -c 'import ipaddress, sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$LAB_SUBNET")"
+  docker network create --subnet "$LAB_SUBNET" --gateway "$gw" --label io.synchrony.hailo-lab=true \
+    "$LAB_NETWORK" >/dev/null
+}
+
+# Lab containers (the lab's hosts, each running its own Docker) reach the registry at the lab
+# network's gateway; the registry itself stays on 127.0.0.1. Hosts forward their own
 # 127.0.0.1:5000 there, so every Docker in the lab uses the same name for it.
 step_registry_bridge() {
   local gw
-  gw="$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')"
-  [ -n "$gw" ] || die "no gateway on Docker's bridge network"
+  gw="$(docker network inspect "$LAB_NETWORK" -f '{{(index .IPAM.Config 0).Gateway}}')"
+  [ -n "$gw" ] || die "no gateway on the $LAB_NETWORK network"
   if curl -fsS "http://$gw:${REGISTRY##*:}/v2/" >/dev/null 2>&1; then cached; return; fi
   $SUDO setsid nohup socat "TCP-LISTEN:${REGISTRY##*:},bind=$gw,fork,reuseaddr" "TCP:$REGISTRY" \
     >"$STATE/registry-bridge.log" 2>&1 </dev/null &
@@ -229,7 +242,8 @@ main() {
   run_step binfmt "arm64 binfmt registration"
   run_step dockerd "Docker daemon running"
   run_step registry "lab registry on $REGISTRY"
-  run_step registry_bridge "lab registry reachable from lab containers (bridge gateway)"
+  run_step lab_network "lab network $LAB_NETWORK ($LAB_SUBNET)"
+  run_step registry_bridge "lab registry reachable from the lab network's gateway"
   run_step venv "Python venv (.venv) from requirements/constraints.txt"
   run_step collection_link "collection synchrony.hailo_pipeline on the collections path"
   run_step image_bookworm_amd64 "base image hailo-lab/debian:bookworm-amd64"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 
 import pytest
@@ -79,8 +80,10 @@ def test_image_record_names_the_pushed_image(gpusrv):
         f"docker buildx imagetools inspect {record['image']} --format '{{{{json .Manifest.Digest}}}}'"
     )
     assert json.loads(digest) == record["digest"] and record["ref"].endswith(f"@{record['digest']}")
-    revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()  # fmt: skip
+    # The checkout's revision as the build script names it (with "-dirty-..." for uncommitted changes).
+    env = {**os.environ, "PRINT_REVISION": "1"}
+    revision = subprocess.run(["bash", "images/runtime/build.sh"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     assert record["revision"] == revision and record["platform"] == "linux/arm64"
     git_tag = gpusrv.check_output(
         f"docker buildx imagetools inspect {record['git_tag']} --format '{{{{json .Manifest.Digest}}}}'"
