@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("/out"), help="release root (default /out)")
     p.add_argument("--cache-dir", type=Path, help="stage cache (default OUT/.cache)")
     p.add_argument("--hailort-version", help="HailoRT the HEF is for (default: paired with the DFC version)")
+    p.add_argument(
+        "--golden-windows", type=int, default=8,
+        help="calibration windows shipped with the reference outputs (golden.json; default 8)",
+    )  # fmt: skip
+    p.add_argument(
+        "--parity-report", type=Path, help="a hailo-sidecar parity report to record in the manifest"
+    )
     return p
 
 
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     req = Request(
         onnx=args.onnx, calib=args.calib, hw_arch=args.hw_arch, model_name=args.model_name,
         version=args.version, config_version=args.config_version, model_script=args.model_script,
-        num_motifs=args.num_motifs,
+        num_motifs=args.num_motifs, golden_windows=args.golden_windows, parity_report=args.parity_report,
     )  # fmt: skip
     try:
         result = Compiler(args.out, args.cache_dir).run(req, args.hailort_version)

@@ -29,6 +29,10 @@ class Request:
     config_version: str
     model_script: Path | None = None
     num_motifs: int | None = None
+    #: Windows of the calibration set shipped with their reference outputs (golden.json).
+    golden_windows: int = 8
+    #: A `hailo-sidecar parity --report` for this model, summarised into the manifest.
+    parity_report: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,11 @@ def check(req: Request) -> Checked:
         problems.append("--config-version: 1 to 128 characters")
     if req.num_motifs is not None and req.num_motifs < 1:
         problems.append("--num-motifs: at least 1")
+    if not 1 <= req.golden_windows <= 256:
+        problems.append(f"--golden-windows {req.golden_windows}: 1 to 256")
     files = [("--onnx", req.onnx), ("--calib", req.calib)]
+    if req.parity_report is not None:
+        files.append(("--parity-report", req.parity_report))
     if req.model_script is not None:
         files.append(("--model-script", req.model_script))
     missing = {flag for flag, p in files if not p.is_file()}

@@ -21,6 +21,9 @@ from typing import Protocol
 
 from .dfc import DfcCli, dfc_version, paired_hailort
 from .errors import InputError, ReleaseExists
+from .golden import FILE as GOLDEN_FILE
+from .golden import encode as encode_golden
+from .golden import golden
 from .har import parsed_input_shape
 from .inputs import Checked, Request, check, check_calib_layout, sha256_file
 
@@ -57,6 +60,17 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def parity_summary(path: Path) -> dict[str, object]:
+    """The parity result a release carries (hailo-sidecar parity --report): passed and its figures."""
+    try:
+        report = json.loads(path.read_text())
+        summary = report["summary"]
+        return {"passed": bool(report["passed"]), **{k: summary[k] for k in
+                ("cosine_min", "max_abs_error", "topk_agreement_mean", "drift_fraction")}}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError([f"--parity-report {path}: not a hailo-sidecar parity report ({exc})"]) from None
 
 
 class Compiler:
@@ -131,8 +145,13 @@ class Compiler:
             return dfc.compile(optimized, req.hw_arch, out_dir, work)
 
         hef = self._stage("compile", k_comp, ".hef", stages, compile_)
+        golden_bytes = encode_golden(golden(req.onnx, req.calib, req.golden_windows))
         manifest = self._manifest(req, checked, identity, hef, hailort, parsed_shape)
-        self._write_release(release, hef, req.onnx, manifest)
+        manifest["golden"] = {"file": GOLDEN_FILE, "sha256": hashlib.sha256(golden_bytes).hexdigest(),
+                              "windows": req.golden_windows}  # fmt: skip
+        if req.parity_report is not None:
+            manifest["parity"] = parity_summary(req.parity_report)
+        self._write_release(release, hef, req.onnx, manifest, golden_bytes)
         return Result(release, manifest, stages)
 
     def _existing(self, release: Path, identity: dict[str, str | None]) -> dict[str, object] | None:
@@ -158,6 +177,11 @@ class Compiler:
         # Releases made before the ONNX travelled with the HEF have none; a present one must match.
         if onnx.exists() and sha256_file(onnx) != manifest.get("onnx_sha256"):
             raise ReleaseExists(f"{onnx} does not match its manifest's onnx_sha256: the release was modified")
+        gold = manifest.get("golden")
+        if isinstance(gold, dict):
+            gold_file = release / str(gold.get("file"))
+            if not gold_file.is_file() or sha256_file(gold_file) != gold.get("sha256"):
+                raise ReleaseExists(f"{gold_file} does not match its manifest: the release was modified")
         return manifest
 
     @staticmethod
@@ -192,7 +216,9 @@ class Compiler:
         }
 
     @staticmethod
-    def _write_release(release: Path, hef: Path, onnx: Path, manifest: dict[str, object]) -> None:
+    def _write_release(
+        release: Path, hef: Path, onnx: Path, manifest: dict[str, object], golden_bytes: bytes
+    ) -> None:
         release.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{release.name}.", dir=release.parent))
         try:
@@ -202,6 +228,7 @@ class Compiler:
             if sha256_file(tmp / "model.onnx") != manifest["onnx_sha256"]:
                 raise InputError([f"{onnx} changed while compiling: run hailo-compile again"])
             (tmp / "model.hef.sha256").write_text(f"{manifest['hef_sha256']}  model.hef\n")
+            (tmp / GOLDEN_FILE).write_bytes(golden_bytes)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             for f in tmp.iterdir():
                 f.chmod(0o644)

@@ -136,10 +136,12 @@ def create_app(settings: Settings) -> FastAPI:
         log(20, "starting", version=__version__, config=settings.public())
         await svc.start()
         ticker = asyncio.create_task(_recover_loop())
+        watcher = asyncio.create_task(_release_loop())
         try:
             yield
         finally:
             ticker.cancel()
+            watcher.cancel()
             await svc.close()
             log(20, "stopped")
 
@@ -147,6 +149,16 @@ def create_app(settings: Settings) -> FastAPI:
         while True:
             await asyncio.sleep(1.0)
             await svc.maybe_recover()
+
+    async def _release_loop() -> None:
+        if settings.release_pointer is None:
+            return
+        while True:
+            await asyncio.sleep(settings.release_poll_s)
+            try:
+                await svc.check_pointer()
+            except Exception as exc:  # the loop must survive anything a release does
+                log(40, "release check failed", error=repr(exc))
 
     app = FastAPI(
         title="hailo-sidecar", version=__version__, lifespan=lifespan, openapi_url=None,
@@ -181,10 +193,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def readyz(_: Request) -> Response:
         await svc.maybe_recover()
+        release = svc.release.public() if svc.release else None
         if svc.ready:
-            return json_response({"ready": True, "status": svc.status})
+            return json_response({"ready": True, "status": svc.status, "release": release,
+                                  "candidate": svc.candidate})  # fmt: skip
         return json_response(
-            {"ready": False, "status": svc.status, "reason": svc.reason}, 503,
+            {"ready": False, "status": svc.status, "reason": svc.reason, "candidate": svc.candidate}, 503,
             {"retry-after": str(svc.retry_after)},
         )  # fmt: skip
 
@@ -201,12 +215,12 @@ def create_app(settings: Settings) -> FastAPI:
         active = svc.active
         return json_response({
             "name": MODEL_NAME,
-            "versions": [settings.config_version],
+            "versions": [svc.config_version],
             "platform": active.info.mode if active else settings.mode,
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [shape.WINDOW_LEN, shape.CHANNELS]}],
             "outputs": [
                 {"name": "latent", "datatype": "FP32", "shape": [shape.LATENT_DIM]},
-                {"name": "motif_scores", "datatype": "FP32", "shape": [settings.num_motifs]},
+                {"name": "motif_scores", "datatype": "FP32", "shape": [svc.num_motifs]},
             ],
         })  # fmt: skip
 

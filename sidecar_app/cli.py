@@ -101,6 +101,12 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_release(args: argparse.Namespace) -> int:
+    from .smoke import wait_release
+
+    return wait_release(args.url, args.config_version, args.sha256, args.timeout)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
@@ -134,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-motifs", type=int)
     s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for /readyz first")
     s.set_defaults(func=_smoke)
+
+    s = sub.add_parser(
+        "wait-release", help="wait until a running sidecar serves a release (exit 1: it refused it)"
+    )
+    s.add_argument("--url", default="http://127.0.0.1:9000")
+    s.add_argument("--config-version", required=True)
+    s.add_argument("--sha256", help="the model file's sha256 (none for stub)")
+    s.add_argument("--timeout", type=float, default=120.0)
+    s.set_defaults(func=_wait_release)
 
     s = sub.add_parser("probe", help="exit 0 when the local server answers 200 (container healthcheck)")
     s.add_argument("--path", default="/readyz", choices=["/readyz", "/healthz"])

@@ -44,6 +44,35 @@ class Metrics:
             ["model_kind", "model_sha256", "hef_sha256", "config_version", "mode", "num_motifs"], registry=r,
         )  # fmt: skip
 
+        # The release the host made current (RELEASE_POINTER) and the swap to it.
+        self.release_info = Gauge(
+            "hailo_sidecar_release_info", "The active release (value 1)",
+            ["model", "version", "sha256", "config_version"], registry=r,
+        )  # fmt: skip
+        self.activated = Gauge(
+            "hailo_sidecar_release_activated_timestamp_seconds", "When the active model became active",
+            registry=r,
+        )  # fmt: skip
+        self.candidate_refused = Gauge(
+            "hailo_sidecar_candidate_refused", "1 while the last release offered was refused", registry=r
+        )
+        self.swaps = Counter(
+            "hailo_sidecar_release_swaps",
+            "Release swaps by result (activated, refused)",
+            ["result"],
+            registry=r,
+        )
+
+    def set_release(self, release: dict[str, object] | None, activated_at: float | None) -> None:
+        self.release_info.clear()
+        if release is not None:
+            labels = [str(release.get(k) or "") for k in ("model", "version", "sha256", "config_version")]
+            self.release_info.labels(*labels).set(1)
+        self.activated.set(activated_at or 0)
+
+    def set_candidate(self, candidate: dict[str, object] | None) -> None:
+        self.candidate_refused.set(1 if candidate and candidate.get("state") == "refused" else 0)
+
     def set_model(self, kind: str, sha256: str, config_version: str, mode: str, num_motifs: int) -> None:
         self.model_info.clear()
         hef = sha256 if kind == "hef" else ""

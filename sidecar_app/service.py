@@ -3,16 +3,28 @@ inference, and handles device failure (503, counted, reopened with backoff, opti
 
 States reported by health: ok (the configured mode serves), degraded (the fallback serves),
 unavailable (nothing serves; the reason says why).
+
+Releases and the swap. With RELEASE_POINTER set, the model comes from the release the host made
+current (the sidecar_stack role writes the pointer; only the host can, the network cannot). The
+pointer is read at start and every RELEASE_POLL_S. A new release is loaded beside the one that
+serves (a second ONNX Runtime session, a second model on the same VDevice, a second stub), checked
+(its files against the signed manifest, the contract's shapes, its golden windows) and then made
+active in one step on the event loop: requests that already took the old model finish on it (every
+backend call runs on one thread, in order, and the old model is closed by a call queued after
+them), new requests get the new one. A candidate that fails a check is closed and reported
+(health's "candidate"); the old model keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -21,18 +33,21 @@ from .backends import Backend, ModelInfo, create_backend
 from .errors import DeviceError, ModelLoadError, NotReady
 from .logs import log
 from .metrics import Metrics
+from .release import Release, check_files, check_golden, read_manifest, read_pointer
 from .settings import Mode, Settings
 from .versions import dist_version
 
 Status = Literal["ok", "degraded", "unavailable"]
 # Failures that retrying cannot fix: the sidecar stays unready until restarted with a fix.
-_PERMANENT = {"checksum_mismatch", "contract"}
+_PERMANENT = {"checksum_mismatch", "contract", "golden", "pointer", "manifest", "model_missing"}
+_FILE_OF_MODE = {"stub": None, "onnx": "model.onnx", "hailo": "model.hef"}
 
 
 @dataclass
 class Loaded:
     backend: Backend
     info: ModelInfo
+    release: Release | None = None
 
 
 class ModelService:
@@ -40,7 +55,7 @@ class ModelService:
         self,
         settings: Settings,
         metrics: Metrics,
-        factory: Callable[[Mode, Settings], Backend] = create_backend,
+        factory: Callable[..., Backend] = create_backend,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -56,6 +71,11 @@ class ModelService:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self.started = time.time()
+        # The release swap (RELEASE_POINTER): the pointer as last seen, the candidate's state.
+        self._pointer_seen: tuple[int, int, int] | None = None
+        self.candidate: dict[str, object] | None = None
+        self.last_swap_at: float | None = None
+        self.activated_at: float | None = None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -73,6 +93,21 @@ class ModelService:
         return self.active is not None
 
     @property
+    def release(self) -> Release | None:
+        """The release the primary model came from (None: the model paths of the settings)."""
+        return self._primary.release if self._primary else None
+
+    @property
+    def config_version(self) -> str:
+        rel = self.release
+        return rel.config_version if rel else self.settings.config_version
+
+    @property
+    def num_motifs(self) -> int:
+        rel = self.release
+        return rel.num_motifs if rel else self.settings.num_motifs
+
+    @property
     def retry_after(self) -> int:
         """Seconds until the next reopen attempt (30 when retrying cannot help)."""
         if self._next_retry == float("inf"):
@@ -84,15 +119,32 @@ class ModelService:
         active = self.active
         if active:
             self.metrics.set_model(
-                active.info.kind, active.info.sha256, self.settings.config_version, active.info.mode,
-                self.settings.num_motifs,
+                active.info.kind, active.info.sha256, self.config_version, active.info.mode, self.num_motifs,
             )  # fmt: skip
         else:
             self.metrics.model_info.clear()
+        rel = self.release
+        self.metrics.set_release(rel.public() if rel else None, self.activated_at)
+        self.metrics.set_candidate(self.candidate)
 
     # -- loading -----------------------------------------------------------------------------
-    def _load(self, mode: Mode, expected_sha: str | None) -> Loaded:
-        backend = self._factory(mode, self.settings)
+    def _load(
+        self,
+        mode: Mode,
+        expected_sha: str | None,
+        release: Release | None = None,
+        share: Backend | None = None,
+    ) -> Loaded:
+        manifest = None
+        if release is not None:
+            if release.file != _FILE_OF_MODE[mode]:
+                raise ModelLoadError(
+                    "pointer",
+                    f"release {release.folder} serves {release.file}, but this sidecar runs {mode} mode "
+                    f"({_FILE_OF_MODE[mode] or 'no model file'})",
+                )
+            manifest = check_files(release)
+        backend = self._factory(mode, self.settings, release, share)
         info = backend.load()
         if expected_sha and info.sha256 != expected_sha.lower():
             backend.close()
@@ -101,7 +153,15 @@ class ModelService:
                 f"model file {info.model_path} has sha256 {info.sha256}, but MODEL_SHA256 is "
                 f"{expected_sha.lower()}: refusing to serve the wrong model",
             )
-        return Loaded(backend, info)
+        if release is not None:
+            try:
+                figures = check_golden(backend, release, manifest)
+            except ModelLoadError:
+                backend.close()
+                raise
+            if figures:
+                log(20, "golden windows reproduced", release=release.folder, **figures)
+        return Loaded(backend, info, release)
 
     def _fail(self, kind: str, message: str) -> None:
         self.error_kind, self.reason = kind, message
@@ -112,11 +172,25 @@ class ModelService:
             self._next_retry = self._clock() + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, self.settings.device_retry_max_s)
 
+    def _pointer(self) -> Release | None:
+        """The current release from RELEASE_POINTER (None when no pointer is configured)."""
+        path = self.settings.release_pointer
+        if path is None:
+            return None
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            self._pointer_seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        return read_pointer(path)
+
     def _try_primary(self) -> None:
         mode = self.settings.mode
         expected = self.settings.model_sha256 if mode != "stub" else None
         try:
-            self._primary = self._load(mode, expected)
+            release = self._pointer()
+            if release is not None:
+                expected = None  # the pointer and the signed manifest name the model
+            self._primary = self._load(mode, expected, release)
+            self.activated_at = time.time()
         except ModelLoadError as exc:
             self._fail(exc.kind, exc.message)
             log(40, "model load failed", mode=mode, kind=exc.kind, reason=exc.message)
@@ -129,8 +203,10 @@ class ModelService:
                 self._fallback.backend.close()
                 self._fallback = None
             info = self._primary.info
+            rel = self._primary.release
             log(20, "model loaded", mode=mode, sha256=info.sha256, path=info.model_path,
-                device=info.device, versions=info.versions)  # fmt: skip
+                device=info.device, versions=info.versions,
+                release=rel.folder if rel else None)  # fmt: skip
         self._publish()
 
     def _ensure_fallback(self) -> None:
@@ -138,11 +214,25 @@ class ModelService:
             return
         mode: Mode = self.settings.fallback_mode  # type: ignore[assignment]
         try:
-            self._fallback = self._load(mode, None)
+            self._fallback = self._load(mode, None, self._fallback_release(mode))
             log(30, "serving the fallback (degraded)", fallback=mode, reason=self.reason)
         except ModelLoadError as exc:
             self.metrics.backend_errors.labels(f"fallback_{exc.kind}").inc()
             log(40, "fallback load failed", fallback=mode, reason=exc.message)
+
+    def _fallback_release(self, mode: Mode) -> Release | None:
+        """With a release pointer, the fallback serves the same release's other file: its
+        model.onnx (the ONNX the HEF was compiled from) or no file (stub)."""
+        try:
+            release = self._pointer()
+        except ModelLoadError:
+            return None
+        if release is None or release.directory is None:
+            return release
+        if mode == "stub":
+            return dataclasses.replace(release, folder=None, file=None, sha256=None)
+        manifest = read_manifest(release.directory / "manifest.json")
+        return dataclasses.replace(release, file="model.onnx", sha256=manifest.get("onnx_sha256"))
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -169,6 +259,83 @@ class ModelService:
                 return
             log(20, "reopening the backend", mode=self.settings.mode, previous=self.error_kind)
             await self._run(self._try_primary, blocking=True)
+
+    # -- the release swap --------------------------------------------------------------------
+    def pointer_changed(self) -> bool:
+        path = self.settings.release_pointer
+        if path is None:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        return (st.st_mtime_ns, st.st_size, st.st_ino) != self._pointer_seen
+
+    async def check_pointer(self) -> None:
+        """Swaps to the release the pointer names when it changed (RELEASE_POLL_S apart)."""
+        if not self.pointer_changed():
+            return
+        async with self._lock:
+            if not self.pointer_changed():
+                return
+            if self._primary is None:
+                # Nothing serves: a plain (re)load of what the pointer names.
+                self._next_retry = 0.0
+                self._retry_delay = 1.0
+                await self._run(self._try_primary, blocking=True)
+                return
+            try:
+                release = self._pointer()
+            except ModelLoadError as exc:
+                self._refuse(None, exc)
+                return
+            current = self._primary.release
+            if release is None or (current is not None and release.key == current.key):
+                return
+            await self._swap(release)
+
+    def _refuse(self, release: Release | None, exc: ModelLoadError) -> None:
+        self.candidate = {"release": release.public() if release else None, "state": "refused",
+                          "kind": exc.kind, "reason": exc.message, "at": time.time()}  # fmt: skip
+        self.metrics.swaps.labels("refused").inc()
+        log(40, "release refused; the current one keeps serving",
+            release=release.folder if release else None, kind=exc.kind, reason=exc.message)  # fmt: skip
+        self._publish()
+
+    async def _swap(self, release: Release) -> None:
+        old = self._primary
+        if old is None:  # check_pointer loads in place when nothing serves
+            return
+        self.candidate = {"release": release.public(), "state": "checking", "at": time.time()}
+        self._publish()
+        log(20, "loading a release beside the current one", release=release.folder,
+            current=old.release.folder if old.release else None)  # fmt: skip
+        t0 = time.perf_counter()
+        try:
+            new = cast(
+                Loaded,
+                await self._run(
+                    lambda: self._load(self.settings.mode, None, release, old.backend), blocking=True
+                ),
+            )
+        except ModelLoadError as exc:
+            self._refuse(release, exc)
+            return
+        # The switch: one step on the event loop. Calls already queued on the backend thread run
+        # on the old model; the close below is queued after them.
+        hand_over = getattr(new.backend, "take_device_from", None)
+        if hand_over is not None:
+            hand_over(old.backend)
+        self._primary = new
+        self.activated_at = self.last_swap_at = time.time()
+        self.candidate = {"release": release.public(), "state": "active", "at": self.last_swap_at,
+                          "load_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
+        self.metrics.swaps.labels("activated").inc()
+        self._publish()
+        log(20, "release active", release=release.folder, sha256=new.info.sha256,
+            config_version=release.config_version, previous=old.release.folder if old.release else None,
+            load_s=self.candidate["load_s"])  # fmt: skip
+        await self._run(old.backend.close, blocking=True)
 
     # -- inference ---------------------------------------------------------------------------
     async def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, ModelInfo]:
@@ -235,9 +402,13 @@ class ModelService:
             "model_sha256": active.info.sha256 if active else None,
             # The handoff's name, kept for the case it names: a HEF is served.
             **({"hef_sha256": active.info.sha256} if active and active.info.kind == "hef" else {}),
-            "expected_sha256": self.settings.model_sha256,
-            "config_version": self.settings.config_version,
-            "num_motifs": self.settings.num_motifs,
+            "expected_sha256": (self.release.sha256 if self.release else self.settings.model_sha256),
+            "config_version": self.config_version,
+            "num_motifs": self.num_motifs,
+            "release": self.release.public() if self.release else None,
+            "activated_at": self.activated_at,
+            "candidate": self.candidate,
+            "last_swap_at": self.last_swap_at,
             "device": active.info.device if active else None,
             "versions": versions,
             "uptime_s": round(time.time() - self.started, 3),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Mode = Literal["stub", "onnx", "hailo"]
@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         None,
         description="the release's manifest.json; unset: manifest.json beside the model file, if any",
     )
+    release_pointer: Path | None = Field(
+        None,
+        description="the release the host made current (JSON written by the sidecar_stack role, e.g. "
+        "/models/current.json); set, the model, its sha256 and the config version come from it, and a "
+        "new release is swapped in without a restart",
+    )
+    release_poll_s: float = Field(1.0, gt=0, le=60, description="how often RELEASE_POINTER is read")
     hailo_device: Path = Field(
         Path("/dev/hailo0"),
         description="the device node, for the access check when HailoRT cannot open it (hailo mode)",
@@ -55,6 +62,12 @@ class Settings(BaseSettings):
     device_retry_max_s: float = Field(
         30.0, gt=0, le=3600, description="upper bound of the device reopen backoff"
     )
+
+    @field_validator("release_pointer", "model_sha256", "manifest_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset variable as "" (RELEASE_POINTER: ${RELEASE_POINTER:-}).
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -157,3 +158,45 @@ def run_smoke(
     failures = sum(1 for _, ok, _ in results if not ok)
     out(f"smoke: {len(results) - failures} passed, {failures} failed")
     return failures
+
+
+def wait_release(url: str, config_version: str, sha256: str | None, timeout: float, poll: float = 0.5) -> int:
+    """Waits until the sidecar at URL serves the release (config version, and model sha256 when
+    given): 0 served, 1 the sidecar refused it (its candidate check failed; the reason is printed),
+    2 neither within TIMEOUT seconds. The sidecar_stack role runs it after pointing at a release.
+    Stdlib only, like the smoke: it runs inside the image."""
+    deadline = time.monotonic() + timeout
+    health: dict[str, Any] = {}
+    while True:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=5) as resp:  # noqa: S310
+                health = json.load(resp)
+        except (OSError, ValueError):
+            health = {}
+        served = health.get("status") == "ok" and health.get("config_version") == config_version
+        release = health.get("release") or {}
+        if served and (sha256 is None or health.get("model_sha256") == sha256):
+            how = "swapped in" if (health.get("candidate") or {}).get("state") == "active" else "loaded"
+            name = f"{release.get('model') or 'no model'} {release.get('version') or ''}".strip()
+            sha = health.get("model_sha256")
+            print(f"release active ({how}): {name}, config {config_version}, sha256 {sha}")
+            return 0
+        candidate = health.get("candidate") or {}
+        offered = candidate.get("release") or {}
+        refused = candidate.get("state") == "refused" and offered.get("config_version") == config_version
+        if refused and (sha256 is None or offered.get("sha256") == sha256):
+            print(
+                f"release refused by the sidecar ({candidate.get('kind')}): {candidate.get('reason')}; "
+                f"it keeps serving {release.get('version') or release.get('config_version')}",
+                file=sys.stderr,
+            )
+            return 1
+        if time.monotonic() > deadline:
+            print(
+                f"the sidecar did not serve config {config_version} within {timeout:.0f}s: status "
+                f"{health.get('status')} ({health.get('reason')}), config {health.get('config_version')}, "
+                f"candidate {candidate.get('state')}",
+                file=sys.stderr,
+            )
+            return 2
+        time.sleep(poll)

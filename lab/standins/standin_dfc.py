@@ -11,7 +11,10 @@ deterministic outputs. What it copies from the real tool:
   out a rank-3 [N, T, C] input is not known; this stand-in makes it [-1, 1, T, C].
 - optimize refuses a calibration set whose per-sample shape is not the parsed input's (H, W, C).
 - The HEF is the stand-in container (standin_hef.py) that the stand-in HailoRT reads, with the
-  input as HailoRT reports it ([H, W, C]) and NC outputs.
+  input as HailoRT reports it ([H, W, C]) and NC outputs. It carries the network it was compiled
+  from when that is a chain of dense layers (Gemm with Relu/Tanh/Sigmoid, as the reference model
+  is): the stand-in device then computes the model, with its outputs rounded to 8 bits as a
+  quantized network's are, so a release's golden windows can be checked in hailo mode.
 $HAILO_STANDIN_DFC_FAIL=STAGE makes that stage fail. ``install(root)`` puts a `hailo` command and
 hailo_dataflow_compiler metadata under root; ``wheel(dest)`` packs this module (and
 standin_hef.py) as hailo_dataflow_compiler-VERSION-py3-none-any.whl (console script `hailo`) for
@@ -119,6 +122,39 @@ def _read_har(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return hn, meta
 
 
+def _b64(a: Any) -> str:
+    import numpy as np
+
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode()
+
+
+def _dense_chain(model: Any) -> list[dict[str, Any]]:
+    """The model as a chain of dense layers [{w, b, shape, act, name}], or [] when it is not one."""
+    from onnx import numpy_helper
+
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    chain: list[dict[str, Any]] = []
+    for node in model.graph.node:
+        if node.op_type in ("Reshape", "Flatten") and not chain:
+            continue
+        if node.op_type == "Gemm":
+            attrs = {a.name: a for a in node.attribute}
+            if any(attrs[k].i for k in ("transA",) if k in attrs) or node.input[1] not in weights:
+                return []
+            w = weights[node.input[1]]
+            if "transB" in attrs and attrs["transB"].i:
+                w = w.T
+            b = weights.get(node.input[2]) if len(node.input) > 2 else None
+            bias = b if b is not None else w[0] * 0
+            chain.append({"w": _b64(w), "b": _b64(bias), "shape": list(w.shape), "act": "none",
+                          "name": node.output[0]})  # fmt: skip
+        elif node.op_type in ("Relu", "Tanh", "Sigmoid") and chain and chain[-1]["act"] == "none":
+            chain[-1].update(act=node.op_type.lower(), name=node.output[0])
+        else:
+            return []
+    return chain
+
+
 def _input_layer(hn: dict[str, Any]) -> dict[str, Any]:
     return next(v for v in hn["layers"].values() if v["type"] == "input_layer")
 
@@ -148,7 +184,8 @@ def _parse(a: argparse.Namespace) -> None:
             "output_shapes": [[-1, outputs[onnx_name]]], "original_names": [onnx_name],
             "standin_activation": "sigmoid" if onnx_name in sigmoid else "tanh",
         }  # fmt: skip
-    hn = {"name": net, "net_params": {"version": VERSION, "hw_arch": a.hw_arch, "standin_digest": digest},
+    hn = {"name": net, "net_params": {"version": VERSION, "hw_arch": a.hw_arch, "standin_digest": digest,
+                                      "standin_layers": _dense_chain(model)},
           "layers": layers}  # fmt: skip
     _write_har(Path(a.har_path), net, hn, "native")
 
@@ -184,7 +221,9 @@ def _compile(a: argparse.Namespace) -> None:
         net, a.hw_arch, _input_layer(hn)["output_shapes"][0][1:],
         {name: v["output_shapes"][0][-1] for name, v in dense.items()},
         {name: v["standin_activation"] for name, v in dense.items()},
+        {name: v["original_names"][0] for name, v in dense.items()},
         digest=hn["net_params"]["standin_digest"],
+        layers=hn["net_params"].get("standin_layers"),
     )  # fmt: skip
     Path(a.output_dir, f"{net}.hef").write_bytes(standin_hef.encode(spec))
 

@@ -63,13 +63,17 @@ def network(
     input_shape: list[int],
     outputs: dict[str, int],
     activations: dict[str, str] | None = None,
+    sources: dict[str, str] | None = None,
     hailort: str = "4.23",
     digest: str = "",
+    layers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A spec as the stand-in DFC compiles it: one input (NHWC [H, W, C]), NC outputs. The
-    activation ending each output is the stand-in's (its outputs are computed, not compiled)."""
+    activation ending each output is the stand-in's. ``layers``: the network the stand-in device
+    computes (the ONNX model's dense chain, see standin_dfc.py); without it, a fixed function."""
     acts = activations or {}
     return {
+        "standin_layers": layers or [],
         "arch": arch,
         "network_group": net,
         "hailort": hailort,
@@ -81,6 +85,8 @@ def network(
                 "order": "NC",
                 "shape": [size],
                 "standin_activation": acts.get(name, "tanh"),
+                # The ONNX tensor this output was compiled from (the device computes it).
+                "standin_source": (sources or {}).get(name, ""),
             }
             for name, size in outputs.items()
         ],

@@ -70,6 +70,22 @@ def rollout_lines(report: Mapping[str, Any], check_mode: bool = False) -> list[s
     return lines
 
 
+def release_pointer(release: Mapping[str, Any]) -> dict[str, Any]:
+    """The pointer the sidecar reads (RELEASE_POINTER, models root's current.json) for a release
+    record of the sidecar_stack role: the folder and file to serve, its sha256 and what to report."""
+    model = release.get("model")
+    folder = (model.get("folder") or str(model["path"]).rstrip("/").rsplit("/", 1)[-1]) if model else None
+    return {
+        "folder": folder,
+        "file": model["file"] if model else None,
+        "sha256": model["sha256"] if model else None,
+        "config_version": release["config_version"],
+        "num_motifs": int(release["num_motifs"]),
+        "model": model["name"] if model else None,
+        "version": model["version"] if model else None,
+    }
+
+
 def rollback_message(
     target: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
@@ -178,5 +194,6 @@ class FilterModule:
             "rollout_report": rollout_report,
             "rollout_lines": rollout_lines,
             "rollback_message": rollback_message,
+            "release_pointer": release_pointer,
             "acceptance_report": acceptance_report,
         }

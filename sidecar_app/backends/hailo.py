@@ -221,6 +221,13 @@ class HailoBackend:
     def vdevice(self) -> Any:
         return self._vdevice
 
+    def take_device_from(self, other: object) -> None:
+        """After a swap: this backend, opened on OTHER's VDevice, owns it from now on, so closing
+        OTHER releases only its model and leaves the device open."""
+        if isinstance(other, HailoBackend) and self._vdevice is not None and self._vdevice is other._vdevice:
+            self._shared_vdevice = None
+            other._shared_vdevice = other._vdevice
+
     def load(self) -> ModelInfo:
         if not self._path.is_file():
             raise ModelLoadError("model_missing", f"HEF not found at {self._path} (HEF_PATH)")

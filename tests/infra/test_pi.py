@@ -70,7 +70,8 @@ def test_sidecar_non_root_read_only_with_models_read_only(host, stack):
     assert state["HostConfig"]["ReadonlyRootfs"] is True
     (models,) = [m for m in state["Mounts"] if m["Destination"] == "/models"]
     assert models["RW"] is False
-    assert models["Source"] == stack.current["model"]["path"]
+    # The models root: every release folder and current.json, the release the sidecar serves.
+    assert stack.current["model"]["path"].startswith(models["Source"].rstrip("/") + "/")
     assert state["Config"]["Image"] == stack.current["image"]
 
 
@@ -83,6 +84,9 @@ def test_health_reports_the_deployed_model_and_config(host, stack):
     assert health["model_kind"] == {"real": "hef", "onnx": "onnx"}[stack.profile]
     assert health["config_version"] == stack.current["config_version"]
     assert health["serving_mode"] == {"real": "hailo", "onnx": "onnx"}[stack.profile]
+    # The release the host made current, and no candidate refused since.
+    assert health["release"]["sha256"] == model["sha256"] and health["release"]["version"] == model["version"]
+    assert (health["candidate"] or {}).get("state") != "refused", health["candidate"]
 
 
 def _healthz_count(metrics: str) -> float:

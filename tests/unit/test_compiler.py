@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 from hef_compiler.cli import main
 from hef_compiler.inputs import sha256_file
 from sidecar_app.backends.hailo import HailoBackend
+from sidecar_app.backends.onnx import OnnxBackend
 from sidecar_app.refmodel import calibration_set, reference_model
 
 pytestmark = pytest.mark.usefixtures("dfc")
@@ -64,7 +65,7 @@ def run(inputs: dict[str, Path], *extra: str, version: str = "1.0.0", **over: Pa
 def test_release_files_and_manifest(inputs: dict[str, Path], dfc: Path) -> None:
     assert run(inputs, "--model-script", str(inputs["script"])) == 0
     rel = inputs["out"] / "imu-encoder" / "1.0.0"
-    names = ["manifest.json", "model.hef", "model.hef.sha256", "model.onnx"]
+    names = ["golden.json", "manifest.json", "model.hef", "model.hef.sha256", "model.onnx"]
     assert sorted(p.name for p in rel.iterdir()) == names
     # The checksum file is in sha256sum format: the Pi verifies with `sha256sum -c`.
     subprocess.run(["sha256sum", "--check", "--strict", "model.hef.sha256"], cwd=rel, check=True)
@@ -83,6 +84,31 @@ def test_release_files_and_manifest(inputs: dict[str, Path], dfc: Path) -> None:
     assert m["outputs"] == {"latent": [1, 64], "motif_scores": [1, 12]}
     assert m["num_motifs"] == 12 and m["calib_samples"] == 64
     assert m["created_at"].endswith("Z")
+    # Golden windows: calibration windows and the ONNX reference's outputs, named by sha256.
+    gold = json.loads((rel / "golden.json").read_text())
+    assert m["golden"] == {"file": "golden.json", "sha256": sha256_file(rel / "golden.json"), "windows": 8}
+    calib = np.load(inputs["calib"])[:8].reshape(8, 100, 9)
+    assert np.array_equal(np.asarray(gold["windows"], np.float32), calib)
+    onnx = OnnxBackend(inputs["onnx"], 12)
+    onnx.load()
+    latent, motifs = onnx.infer(calib)
+    assert np.allclose(gold["latent"], latent, atol=1e-5) and np.allclose(
+        gold["motif_scores"], motifs, atol=1e-5
+    )
+    assert "parity" not in m
+
+
+def test_a_parity_report_goes_into_the_manifest(inputs: dict[str, Path], tmp_path: Path) -> None:
+    report = tmp_path / "parity.json"
+    summary = {"cosine_min": 0.999, "max_abs_error": 0.01, "topk_agreement_mean": 0.98, "drift_fraction": 0.0}
+    report.write_text(json.dumps({"passed": True, "summary": summary}))
+    assert run(inputs, "--parity-report", str(report), "--golden-windows", "3") == 0
+    m = json.loads((inputs["out"] / "imu-encoder" / "1.0.0" / "manifest.json").read_text())
+    assert m["parity"] == {"passed": True, "cosine_min": 0.999, "max_abs_error": 0.01,
+                           "topk_agreement_mean": 0.98, "drift_fraction": 0.0}  # fmt: skip
+    assert m["golden"]["windows"] == 3
+    report.write_text("{}")
+    assert run(inputs, "--parity-report", str(report), version="1.0.1") == 2
 
 
 def test_dfc_called_with_the_documented_cli(inputs: dict[str, Path], dfc: Path) -> None:

@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from labplay import PIS, RELEASE_A, STACK, host, image_record, manifest, smoke
+from labplay import LAB, PIS, RELEASE_A, STACK, host, image_record, manifest, smoke
 
 SET = ["hailo-dkms", "hailofw", "hailort", "python3-hailort"]
 
@@ -124,9 +124,9 @@ def test_sidecar_runs_the_arm64_image_non_root_with_models_read_only(pi):
     assert state["Config"]["User"] == "10001:10001"
     assert state["HostConfig"]["ReadonlyRootfs"] is True
     (models,) = [m for m in state["Mounts"] if m["Destination"] == "/models"]
-    assert models["RW"] is False and models["Source"].startswith(
-        "/opt/hailo-sidecar/models/imu-encoder-1.0.0-"
-    )
+    assert models["RW"] is False and models["Source"] == "/opt/hailo-sidecar/models"
+    env = dict(e.split("=", 1) for e in state["Config"]["Env"])
+    assert env["RELEASE_POINTER"] == "/models/current.json" and "MODEL_SHA256" not in env
     arch = pi.check_output(f"{STACK} exec -T hailo-inference-onnx uname -m")
     assert arch == "aarch64", "the simulated Pi must run the linux/arm64 image (QEMU)"
     denied = pi.run(f"{STACK} exec -T hailo-inference-onnx touch /models/x")
@@ -141,18 +141,43 @@ def test_release_json_and_local_fact(pi):
     m = manifest(RELEASE_A)
     record = json.loads(pi.file("/opt/hailo-sidecar/release.json").content_string)
     path = record["current"]["model"]["path"]
+    folder = path.rsplit("/", 1)[1]
     assert record["current"] == {
         "profile": "onnx", "image": image(), "config_version": "lab-1", "num_motifs": 12,
         "model": {"name": "imu-encoder", "version": "1.0.0", "file": "model.onnx",
-                  "sha256": m["onnx_sha256"], "path": path},
+                  "sha256": m["onnx_sha256"], "path": path, "folder": folder},
     }  # fmt: skip
+    # The pointer the sidecar serves from, and what it reports.
+    pointer = json.loads(pi.file("/opt/hailo-sidecar/models/current.json").content_string)
+    assert pointer == {"folder": folder, "file": "model.onnx", "sha256": m["onnx_sha256"],
+                       "config_version": "lab-1", "num_motifs": 12, "model": "imu-encoder",
+                       "version": "1.0.0"}  # fmt: skip
     assert record["previous"] is None and record["deployed_at"].endswith("Z")
     assert json.loads(pi.file("/etc/ansible/facts.d/hailo_sidecar.fact").content_string) == record
     # The release folder: what GPUSrv compiled, read-only, checksums as in the manifest.
-    for name, key in (("model.onnx", "onnx_sha256"), ("model.hef", "hef_sha256")):
+    for name, want in (("model.onnx", m["onnx_sha256"]), ("model.hef", m["hef_sha256"]),
+                       ("golden.json", m["golden"]["sha256"])):  # fmt: skip
         f = pi.file(f"{path}/{name}")
-        assert f.sha256sum == m[key] and f.mode == 0o444 and f.user == "root"
-    assert not pi.run("ls -d /opt/hailo-sidecar/models/.incoming-*").stdout
+        assert f.sha256sum == want and f.mode == 0o444 and f.user == "root"
+    assert not pi.run("ls -d /tmp/*.hailo-release").stdout, "a staging folder was left behind"
+
+
+def test_the_release_is_signed_by_gpusrv_and_verifies_on_the_pi(pi):
+    """lab-gpusrv's hef_compile signed the release; the Pi holds the signature and it verifies there
+    with the fleet's allowed_signers (the role checked it before placing the folder)."""
+    record = json.loads(pi.file("/opt/hailo-sidecar/release.json").content_string)
+    path = record["current"]["model"]["path"]
+    signers = (LAB / "allowed_signers").read_text()
+    assert signers.startswith(
+        'hailo-pipeline-release@lab-gpusrv namespaces="hailo-pipeline-release" ssh-ed25519 '
+    )
+    pi.run(f"printf '%s' '{signers}' > /tmp/allowed_signers_test")
+    verify = pi.run(
+        "ssh-keygen -Y verify -f /tmp/allowed_signers_test -I hailo-pipeline-release@lab-gpusrv "
+        f"-n hailo-pipeline-release -s {path}/manifest.json.sig < {path}/manifest.json"
+    )
+    pi.run("rm -f /tmp/allowed_signers_test")
+    assert verify.rc == 0 and "Good" in verify.stdout, verify.stderr
 
 
 def test_published_on_the_machines_loopback_only(pi):

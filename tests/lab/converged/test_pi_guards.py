@@ -195,6 +195,9 @@ BAD = {
         "sidecar_stack_image",
     ),
     "unknown profile": ({"pi_sidecar_profile": "gpu"}, "sidecar_stack_profile"),
+    # Ansible itself would stop with a traceback on these ("invalid literal for int()").
+    "batches not a list": ({"pi_rollout_batches": "banana"}, "pi_rollout_batches"),
+    "batch of no hosts": ({"pi_rollout_batches": [1, "0%"]}, "pi_rollout_batches"),
     "release folder missing": (
         {"sidecar_stack_release_dir": "/nonexistent/1.0.0"},
         "sidecar_stack_release_dir",
@@ -223,6 +226,7 @@ def test_bad_variable_fails_in_preflight_before_any_change(bad_runs, case):
     run = bad_runs[case]
     assert run.rc != 0
     assert name in run.text, f"the message does not name {name}"
+    assert "Unexpected Exception" not in run.text and "Traceback" not in run.text
     assert "Roll out to the Pi fleet" not in run.text, "the rollout play started"
 
 

@@ -62,10 +62,15 @@ def test_failing_release_stops_at_the_canary_and_rolls_it_back(fleet, installed_
     h = fleet[canary]
     assert record(h)["current"]["config_version"] == "lab-1"
     assert "smoke: 5 passed" in smoke(h, "1.0.0", "lab-1")
-    # The other never saw B: no B model folder, .env and record untouched.
+    # B's folder, placed on the canary by this run, went again with the rollback.
+    assert not h.run("ls -d /opt/hailo-sidecar/models/imu-encoder-1.1.0-*").stdout
+    # The other never saw B: no B model folder, pointer and record untouched.
     o = fleet[other]
     assert not o.run("ls -d /opt/hailo-sidecar/models/imu-encoder-1.1.0-*").stdout
-    assert "CONFIG_VERSION=lab-1" in o.file("/opt/hailo-sidecar/.env").content_string
+    assert (
+        json.loads(o.file("/opt/hailo-sidecar/models/current.json").content_string)["config_version"]
+        == "lab-1"
+    )
     assert record(o)["current"]["config_version"] == "lab-1"
 
 
@@ -78,4 +83,6 @@ def test_good_release_reaches_every_pi(fleet, installed_playbooks):
         assert rec["current"]["config_version"] == "lab-C"
         assert rec["previous"]["config_version"] == "lab-1", "lab-1 is kept for the next rollback"
         assert "smoke: 5 passed" in smoke(h, "1.2.0", "lab-C")
-        assert f"{name}: deployed, healthy; config lab-C" in run.text
+        # Same image, another model and config: swapped into the running sidecar.
+        assert report[name]["result"]["path"] == "swap"
+        assert f"{name}: deployed (swap), healthy; config lab-C" in run.text

@@ -31,11 +31,14 @@ hailo-ai/hailort, hailo8 branch, v4.23.0 era):
 - Callbacks run on a thread of the library, not on the caller's (infer_model_api.cpp).
 
 The simulated device is driven by faults (see hailo_platform.standin). The device's "time" per frame
-is ``frame_time_s``; outputs are a fixed function of the input.
+is ``frame_time_s``. Its outputs are the compiled network's when the stand-in HEF carries one (the
+stand-in DFC's dense chain, outputs rounded to 8 bits as a quantized network's are), else a fixed
+function of the input.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import threading
 import time
@@ -313,6 +316,15 @@ class ConfiguredInferModel:
         self._cv = threading.Condition()
         self._pending: collections.deque[tuple[Bindings, AsyncInferJob]] = collections.deque()
         self._in_flight = 0
+        self._layers = [
+            (
+                np.frombuffer(base64.b64decode(layer["w"]), "<f4").reshape(layer["shape"]),
+                np.frombuffer(base64.b64decode(layer["b"]), "<f4"),
+                layer["act"],
+                layer["name"],
+            )
+            for layer in model.spec.get("standin_layers") or []
+        ]
         rng = np.random.default_rng(4)
         self._w = {
             name: rng.standard_normal((900, int(np.prod(s.shape())))).astype(np.float32) / 30.0
@@ -347,6 +359,9 @@ class ConfiguredInferModel:
             return status
         (inp,) = self.model.get_input_names()
         x = bindings.buffers[inp].reshape(-1).astype(np.float32)
+        if self._layers:
+            self._run_network(x, bindings)
+            return 0
         for name, w in self._w.items():
             out = bindings.buffers[name]
             z = x @ w
@@ -355,6 +370,21 @@ class ConfiguredInferModel:
             values = 1 / (1 + np.exp(-z)) if sigmoid else np.tanh(z)
             out[...] = values.reshape(out.shape).astype(out.dtype)
         return 0
+
+    def _run_network(self, x: np.ndarray, bindings: Bindings) -> None:
+        values: dict[str, np.ndarray] = {}
+        h = x
+        for w, b, act, name in self._layers:
+            z = h @ w + b
+            h = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh,
+                 "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "none": lambda v: v}[act](z)  # fmt: skip
+            values[name] = h
+        for name, stream in self.model.outputs_.items():
+            source = values[stream._info["standin_source"]]
+            # 8-bit outputs: tanh in [-1, 1] on 127 steps, sigmoid in [0, 1] on 255.
+            steps = 255.0 if stream.activation == "sigmoid" else 127.0
+            out = bindings.buffers[name]
+            out[...] = (np.round(source * steps) / steps).reshape(out.shape).astype(out.dtype)
 
     # -- the API the Python layer calls ---------------------------------------------------------
     def create_bindings(self) -> Bindings:

@@ -1,0 +1,67 @@
+#!/bin/sh
+# verify-release DIR NAMESPACE REQUIRE_SIGNATURE ALLOWED_SIGNERS [REVOKED_KEYS]: checks a release
+# folder before it is used.
+#   1. DIR/manifest.json.sig is an ssh-keygen -Y signature of DIR/manifest.json in NAMESPACE by a
+#      key in ALLOWED_SIGNERS that is valid now and not in REVOKED_KEYS (when given and not empty);
+#      REQUIRE_SIGNATURE=false accepts an unsigned release (never a wrongly signed one).
+#   2. every file the manifest names (model.hef, model.onnx, golden.json) has the manifest's sha256.
+# Prints what it checked; exits 1 naming the first problem. Reads only.
+set -eu
+
+dir="$1" ns="$2" require="$3" allowed="$4" revoked_file="${5:-}"
+why="$(mktemp)"
+trap 'rm -f "$why"' EXIT
+fail() {
+  echo "release $(basename "$dir"): $*" >&2
+  exit 1
+}
+cd "$dir"
+[ -f manifest.json ] || fail "no manifest.json"
+
+if [ ! -f manifest.json.sig ]; then
+  [ "$require" = false ] || fail "unsigned: no manifest.json.sig (sidecar_stack_require_signature is true)"
+  echo "signature: none (unsigned release accepted: sidecar_stack_require_signature is false)"
+else
+  [ -s "$allowed" ] || fail "signed, but no allowed signers are configured (sidecar_stack_allowed_signers)"
+  if ! principal="$(ssh-keygen -Y find-principals -s manifest.json.sig -f "$allowed" 2>"$why")"; then
+    if grep -q "expired\|not yet valid" "$why"; then
+      fail "signed by a key that is not valid now: $(grep -m1 'expired\|not yet valid' "$why")"
+    fi
+    fail "signed by a key that is not in the allowed signers (or the signature is damaged)"
+  fi
+  principal="$(echo "$principal" | head -n 1)"
+  revoked=""
+  if [ -n "$revoked_file" ] && [ -s "$revoked_file" ]; then revoked="-r $revoked_file"; fi
+  # shellcheck disable=SC2086 # $revoked is an option and its file, or nothing
+  if ! good="$(ssh-keygen -Y verify -f "$allowed" -I "$principal" -n "$ns" -s manifest.json.sig $revoked \
+      <manifest.json 2>&1)"; then
+    if [ -n "$revoked" ] && ssh-keygen -Y verify -f "$allowed" -I "$principal" -n "$ns" \
+        -s manifest.json.sig <manifest.json >/dev/null 2>&1; then
+      fail "signed by $principal with a revoked key (sidecar_stack_revoked_keys)"
+    fi
+    fail "the signature does not verify: manifest.json was changed after signing, or it was signed for another namespace than $ns"
+  fi
+  echo "signature: $good"
+fi
+
+python3 - <<'PY'
+import hashlib, json, sys
+m = json.load(open("manifest.json"))
+files = {m.get("hef", "model.hef"): m.get("hef_sha256"), "model.onnx": m.get("onnx_sha256")}
+gold = m.get("golden")
+if isinstance(gold, dict):
+    files[gold.get("file", "golden.json")] = gold.get("sha256")
+for name, want in files.items():
+    if not want:
+        continue
+    try:
+        with open(name, "rb") as f:
+            got = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        if name == "model.onnx":
+            continue
+        sys.exit(f"release: {name} is missing (the signed manifest names it)")
+    if got != want:
+        sys.exit(f"release: {name} has sha256 {got}, the signed manifest says {want}: changed after signing")
+    print(f"file: {name} sha256 {got} (as signed)")
+PY

@@ -1,0 +1,121 @@
+"""roles/sidecar_stack/files/verify-release.sh, the check a Pi makes before it writes a release:
+the signature (ssh-keygen -Y, as hef_compile signs) and every file against the signed manifest.
+Each bad input is refused with its reason; the lab runs the same script on the Pis
+(tests/lab/rollout/test_signed_releases.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "sidecar_stack" / "files" / "verify-release.sh"
+NS = "hailo-pipeline-release"
+
+
+def keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)], check=True)
+    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
+
+
+def sign(key: Path, manifest: Path, ns: str = NS) -> None:
+    manifest.with_name("manifest.json.sig").unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-Y", "sign", "-q", "-f", str(key), "-n", ns, str(manifest)], check=True)
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> dict[str, Path]:
+    rel = tmp_path / "release"
+    rel.mkdir()
+    files = {"model.hef": b"hef", "model.onnx": b"onnx", "golden.json": b"{}"}
+    for name, data in files.items():
+        (rel / name).write_bytes(data)
+    sha = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+    manifest = {"hef": "model.hef", "hef_sha256": sha["model.hef"], "onnx_sha256": sha["model.onnx"],
+                "golden": {"file": "golden.json", "sha256": sha["golden.json"]}}  # fmt: skip
+    (rel / "manifest.json").write_text(json.dumps(manifest))
+    key = tmp_path / "key"
+    public = keygen(key)
+    sign(key, rel / "manifest.json")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'release@gpusrv namespaces="{NS}" {public}\n')
+    return {"release": rel, "key": key, "allowed": allowed, "public": tmp_path / "key.pub", "tmp": tmp_path}
+
+
+def verify(
+    p: dict[str, Path], require: str = "true", revoked: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = ["sh", str(SCRIPT), str(p["release"]), NS, require, str(p["allowed"])]
+    if revoked is not None:
+        argv.append(str(revoked))
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
+def test_a_signed_release_verifies(signed: dict[str, Path]) -> None:
+    run = verify(signed)
+    assert run.returncode == 0, run.stderr
+    assert 'Good "hailo-pipeline-release" signature for release@gpusrv' in run.stdout
+    assert run.stdout.count("(as signed)") == 3
+
+
+def other_key(p: dict[str, Path]) -> None:
+    keygen(p["tmp"] / "other")
+    sign(p["tmp"] / "other", p["release"] / "manifest.json")
+
+
+def expire(p: dict[str, Path]) -> None:
+    text = (
+        p["allowed"].read_text().replace(f'namespaces="{NS}"', f'namespaces="{NS}",valid-before="20240101"')
+    )
+    p["allowed"].write_text(text)
+
+
+CASES: dict[str, tuple[Callable[[dict[str, Path]], object], str]] = {
+    "unsigned": (lambda p: (p["release"] / "manifest.json.sig").unlink(), "unsigned: no manifest.json.sig"),
+    "unknown key": (other_key, "signed by a key that is not in the allowed signers"),
+    "expired key": (expire, "signed by a key that is not valid now"),
+    "other namespace": (lambda p: sign(p["key"], p["release"] / "manifest.json", "other"), "does not verify"),
+    "manifest edited": (
+        lambda p: (p["release"] / "manifest.json").write_text(
+            (p["release"] / "manifest.json").read_text() + " "
+        ),
+        "manifest.json was changed after signing",
+    ),
+    "model edited": (lambda p: (p["release"] / "model.hef").write_bytes(b"HEF"), "model.hef has sha256"),
+    "golden edited": (lambda p: (p["release"] / "golden.json").write_bytes(b"[]"), "golden.json has sha256"),
+    "file missing": (lambda p: (p["release"] / "golden.json").unlink(), "golden.json is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_bad_release_is_refused_with_its_reason(signed: dict[str, Path], case: str) -> None:
+    damage, reason = CASES[case]
+    damage(signed)
+    run = verify(signed)
+    assert run.returncode != 0 and reason in run.stderr, run.stderr
+
+
+def test_a_revoked_key_is_refused_and_rotation_keeps_two_keys(signed: dict[str, Path]) -> None:
+    revoked = signed["tmp"] / "revoked_keys"
+    revoked.write_text(signed["public"].read_text())
+    run = verify(signed, revoked=revoked)
+    assert run.returncode != 0 and "with a revoked key" in run.stderr
+    # Rotation: the new key signs, both are allowed while the fleet changes over.
+    new_public = keygen(signed["tmp"] / "new")
+    with signed["allowed"].open("a") as f:
+        f.write(f'release-2027@gpusrv namespaces="{NS}" {new_public}\n')
+    sign(signed["tmp"] / "new", signed["release"] / "manifest.json")
+    run = verify(signed, revoked=revoked)
+    assert run.returncode == 0 and "signature for release-2027@gpusrv" in run.stdout, run.stderr
+
+
+def test_unsigned_is_accepted_only_when_signatures_are_not_required(signed: dict[str, Path]) -> None:
+    (signed["release"] / "manifest.json.sig").unlink()
+    run = verify(signed, require="false")
+    assert run.returncode == 0 and "signature: none" in run.stdout
+    other_key(signed)  # a wrong signature is never accepted
+    assert verify(signed, require="false").returncode != 0
