@@ -9,7 +9,7 @@ REGISTRY ?= 127.0.0.1:5000
 BUILD_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 .DEFAULT_GOAL := help
-.PHONY: help lab lab-down setup test lint unit images molecule infra acceptance bench collection lock openapi clean
+.PHONY: help lab lab-down setup test lint unit images molecule infra acceptance bench collection ee lock openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ bench: ## Sidecar benchmark against the baseline on 127.0.0.1 (prints a table, w
 
 collection: ## Build the Ansible collection tarball into dist/ (what Galaxy users install)
 	@mkdir -p dist && $(BIN)/ansible-galaxy collection build --force --output-path dist .
+
+ee: collection ## The execution environment's build context for AWX / AAP in build/ee (ansible-builder create)
+	@rm -rf build/ee && $(BIN)/ansible-builder create -f execution-environment.yml -c build/ee >/dev/null \
+	  && echo "build/ee: build it on a host with a registry: ansible-builder build -f execution-environment.yml -t hailo-pipeline-ee"
 
 openapi: ## Regenerate docs/openapi.json from the contract
 	@$(BIN)/hailo-sidecar openapi --out docs/openapi.json

@@ -80,6 +80,16 @@ lab() {
   return "$rc"
 }
 
+lab_group() { stage "lab" lab; }
+checks_group() {
+  local rc=0
+  stage lint lint || rc=1
+  stage "unit + API tests" unit || rc=1
+  stage "images + compose" images || rc=1
+  return "$rc"
+}
+molecule_group() { molecule_all; }
+
 molecule_all() {
   local rc=0 s scenarios
   if [ -n "${1:-}" ]; then scenarios="$1"; else
@@ -100,11 +110,11 @@ case "${1:-all}" in
   molecule) molecule_all "${2:-}"; stage_summary ;;
   all)
     stage setup bash lab/scripts/setup.sh || { stage_summary; exit 1; }
-    stage lint lint
-    stage "unit + API tests" unit
-    stage "images + compose" images
-    stage "lab" lab
-    molecule_all
+    # The image every later stage uses (cached per revision): built once, before they start.
+    stage "runtime image (make images)" make -s images || { stage_summary; exit 1; }
+    # Three groups at once: the lab (the longest; it waits on containers, QEMU and apt much of
+    # the time) next to the checks of this checkout and to Molecule's own hosts.
+    together lab_group checks_group molecule_group
     stage_summary
     ;;
   *) echo "usage: $0 [all|lint|unit|images|infra [INVENTORY]|lab|molecule [SCENARIO]]" >&2; exit 2 ;;

@@ -5,6 +5,9 @@
 #   stage NAME CMD...    a visible step: its output on the terminal and, with STAGE_LOGS set, in
 #                        STAGE_LOGS/NAME.log; its time, result and (for a playbook) the sum of
 #                        changed= are recorded; stage_summary prints them (lab.sh, test.sh)
+#   together GROUP...    runs groups of stages at the same time (each GROUP a function that calls
+#                        `stage`), each group's output into a log that is printed whole when the
+#                        group ends; the stages' results join the summary (test.sh)
 
 _STEP_N=0
 _STEP_CACHED=0
@@ -109,10 +112,10 @@ stage() {
   return "$rc"
 }
 
-# stage_json: the stages as JSON lines {"step", "seconds", "changed", "result"}.
+# stage_json [FROM]: the stages (from index FROM on) as JSON lines {"step", "seconds", "changed", "result"}.
 stage_json() {
   local i
-  for i in "${!STAGE_NAMES[@]}"; do
+  for ((i = ${1:-0}; i < ${#STAGE_NAMES[@]}; i++)); do
     printf '{"step": "%s", "seconds": %s, "changed": %s, "result": "%s"}\n' \
       "${STAGE_NAMES[$i]}" "${STAGE_TIMES[$i]}" "${STAGE_CHANGED[$i]}" "${STAGE_RESULTS[$i]}"
   done
@@ -128,4 +131,34 @@ stage_summary() {
   done
   echo "stages: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
+}
+
+# together FUNC...: each FUNC runs in the background with its output in a log of its own; the
+# logs are printed whole, in the order the groups finish, and every stage they ran joins this
+# shell's summary. Returns non-zero when any group failed.
+together() {
+  local dir f pid rc=0 start="${#STAGE_NAMES[@]}" step seconds changed result
+  local -A pids=()
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/hailo-stages.XXXXXX")"
+  for f in "$@"; do
+    ( "$f"; status=$?; stage_json "$start" >"$dir/$f.json"; exit "$status" ) >"$dir/$f.log" 2>&1 &
+    pids[$!]="$f"
+    echo "--- started: $f (its output follows when it ends)"
+  done
+  while [ "${#pids[@]}" -gt 0 ]; do
+    wait -n -p pid "${!pids[@]}" || rc=1
+    f="${pids[$pid]}"
+    unset "pids[$pid]"
+    echo
+    echo "=============== $f (finished) ==============="
+    cat "$dir/$f.log"
+    while IFS=$'\t' read -r step seconds changed result; do
+      STAGE_NAMES+=("$step") STAGE_TIMES+=("$seconds") STAGE_CHANGED+=("$changed") STAGE_RESULTS+=("$result")
+    done < <(python3 -c 'import json, sys
+for line in sys.stdin:
+    s = json.loads(line)
+    print("\t".join([s["step"], str(s["seconds"]), json.dumps(s["changed"]), s["result"]]))' <"$dir/$f.json")
+  done
+  rm -rf "$dir"
+  return "$rc"
 }

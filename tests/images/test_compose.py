@@ -24,8 +24,10 @@ def compose(env: dict[str, str], *args: str, timeout: float = 600) -> str:
 
 
 @pytest.fixture(scope="module")
-def stub_stack(images: dict[str, Any]) -> Iterator[dict[str, str]]:
+def stub_stack(images: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {
+        # Every profile mounts the models root (the release pointer lives there); none here.
+        "MODELS_DIR": str(tmp_path_factory.mktemp("models")),
         "COMPOSE_PROJECT_NAME": "hailo-ci-stub",
         "SIDECAR_IMAGE": images["ref"],
         "SIDECAR_PORT": str(free_port()),
@@ -160,3 +162,25 @@ def test_env_example_documents_every_variable() -> None:
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE.read_text()))
     documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / "compose" / ".env.example").read_text(), re.M))
     assert used == documented, f"undocumented: {used - documented}; stale: {documented - used}"
+
+
+SERVICES = [("stub", "hailo-inference-stub"), ("onnx", "hailo-inference-onnx"), ("real", "hailo-inference")]
+
+
+@pytest.mark.parametrize(("profile", "service"), SERVICES)
+def test_every_profile_reads_the_release_pointer_from_the_models_root(profile: str, service: str) -> None:
+    """The sidecar_stack role sets RELEASE_POINTER and MODELS_DIR: a new release is swapped into the
+    running sidecar, so .env (and the container) change only with the image or the settings."""
+    env = {
+        "SIDECAR_IMAGE": REF,
+        "MODELS_DIR": "/opt/hailo-sidecar/models",
+        "RELEASE_POINTER": "/models/current.json",
+    }
+    svc = json.loads(compose(env, "--profile", profile, "config", "--format", "json"))["services"][service]
+    assert svc["environment"]["RELEASE_POINTER"] == "/models/current.json"
+    (mount,) = svc["volumes"]
+    assert (mount["source"], mount["target"], mount["read_only"]) == (
+        "/opt/hailo-sidecar/models",
+        "/models",
+        True,
+    )

@@ -13,19 +13,23 @@ import pytest
 from labplay import GPUSRV, LAB, PIS, ROOT, host, play, release, snapshot
 
 PLAYBOOKS = {"playbooks/gpusrv.yml": [GPUSRV], "playbooks/pi.yml": PIS}
+# About 30 playbook runs (4 at a time) before the first test: minutes on 2 cores.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
 def extra() -> dict[str, dict[str, Any]]:
     """What GPUSrv has not made yet on bare hosts, for the Pi play: a release compiled on the
-    controller (lab/playbooks/releases.yml), the image `make images` pushed (lab.sh hosts runs it)
-    and, for the Pi that uses GPUSrv's HailoRT mirror, a key to check its entry with (check mode
-    installs nothing from it)."""
+    controller (lab/playbooks/releases.yml; unsigned, GPUSrv has no release key yet), the image
+    `make images` pushed (lab.sh hosts runs it) and, for the Pi that uses GPUSrv's HailoRT mirror,
+    a key to check its entry with (check mode installs nothing from it)."""
     assert play("lab/playbooks/releases.yml").rc == 0
     image = json.loads((ROOT / "build" / "images.json").read_text())["ref"]
     pi = {"pi_rollout_batches": ["100%"], "sidecar_stack_release_dir": str(release("1.2.0")),
           "sidecar_stack_image": image,
-          "hailort_apt_mirror_signed_by": (LAB / "apt" / "archive-key.asc").read_text()}  # fmt: skip
+          "hailort_apt_mirror_signed_by": (LAB / "apt" / "archive-key.asc").read_text(),
+          # GPUSrv has no release key yet, so the release is unsigned.
+          "sidecar_stack_require_signature": False, "sidecar_stack_allowed_signers": ""}  # fmt: skip
     return {"playbooks/gpusrv.yml": {}, "playbooks/pi.yml": pi}
 
 
