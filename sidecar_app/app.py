@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -137,11 +138,20 @@ def create_app(settings: Settings) -> FastAPI:
         await svc.start()
         ticker = asyncio.create_task(_recover_loop())
         watcher = asyncio.create_task(_release_loop())
+        stop_device = threading.Event()
+        device_reader = None
+        if settings.mode == "hailo" and settings.device_poll_s > 0:
+            device_reader = threading.Thread(target=_device_loop, args=(stop_device,), name="device-status",
+                                             daemon=True)  # fmt: skip
+            device_reader.start()
         try:
             yield
         finally:
             ticker.cancel()
             watcher.cancel()
+            stop_device.set()
+            if device_reader is not None:
+                device_reader.join(timeout=settings.device_poll_s + 5)
             await svc.close()
             log(20, "stopped")
 
@@ -149,6 +159,10 @@ def create_app(settings: Settings) -> FastAPI:
         while True:
             await asyncio.sleep(1.0)
             await svc.maybe_recover()
+
+    def _device_loop(stop: threading.Event) -> None:
+        while not stop.wait(settings.device_poll_s):
+            svc.read_device()
 
     async def _release_loop() -> None:
         if settings.release_pointer is None:

@@ -113,6 +113,12 @@ def _bench(args: argparse.Namespace) -> int:
     return int(bench_main(args))
 
 
+def _bench_scrape(args: argparse.Namespace) -> int:
+    from .scrapecost import main as scrape_main
+
+    return scrape_main(args)
+
+
 def _parity(args: argparse.Namespace) -> int:
     from .parity import main as parity_main
 
@@ -193,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json-out", default="bench-results.json")
     s.add_argument("--quick", action="store_true", help="concurrency 4 only, 1 s runs")
     s.set_defaults(func=_bench)
+
+    s = sub.add_parser(
+        "bench-scrape", help="what monitoring costs: /metrics size and time, /infer p95 scraped or not"
+    )
+    s.add_argument("--requests", type=int, default=10000, help="requests served before /metrics is measured")
+    s.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    s.add_argument("--pairs", type=int, default=3, help="runs without and with scraping, alternating")
+    s.add_argument("--interval", type=float, default=5.0, help="scrape interval, seconds")
+    s.add_argument("--json-out", default="bench-scrape.json")
+    s.set_defaults(func=_bench_scrape)
 
     s = sub.add_parser(
         "fidelity", help="record what HailoRT does on this device (shapes, queue, failures) as JSON"

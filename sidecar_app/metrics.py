@@ -34,6 +34,9 @@ class Metrics:
         )  # fmt: skip
         self.in_flight = Gauge("hailo_sidecar_in_flight_requests", "HTTP requests being served", registry=r)
         self.ready = Gauge("hailo_sidecar_ready", "1 when a model is loaded and serving", registry=r)
+        self.degraded = Gauge(
+            "hailo_sidecar_degraded", "1 while the fallback serves (the configured mode cannot)", registry=r
+        )
         self.backend_errors = Counter(
             "hailo_sidecar_backend_errors", "Backend failures by kind", ["kind"], registry=r
         )
@@ -44,6 +47,16 @@ class Metrics:
             ["model_kind", "model_sha256", "hef_sha256", "config_version", "mode", "num_motifs"], registry=r,
         )  # fmt: skip
 
+        # The Hailo device (hailo mode), read a few seconds apart off the request path.
+        self.device_temperature = Gauge(
+            "hailo_sidecar_device_temperature_celsius", "The Hailo device's chip temperature, by sensor",
+            ["sensor"], registry=r,
+        )  # fmt: skip
+        self.device_up = Gauge(
+            "hailo_sidecar_device_up",
+            "1 while the Hailo device answers its control reads (hailo mode)",
+            registry=r,
+        )
         # The release the host made current (RELEASE_POINTER) and the swap to it.
         self.release_info = Gauge(
             "hailo_sidecar_release_info", "The active release (value 1)",

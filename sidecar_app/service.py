@@ -116,6 +116,7 @@ class ModelService:
 
     def _publish(self) -> None:
         self.metrics.ready.set(1 if self.ready else 0)
+        self.metrics.degraded.set(1 if self.status == "degraded" else 0)
         active = self.active
         if active:
             self.metrics.set_model(
@@ -336,6 +337,25 @@ class ModelService:
             config_version=release.config_version, previous=old.release.folder if old.release else None,
             load_s=self.candidate["load_s"])  # fmt: skip
         await self._run(old.backend.close, blocking=True)
+
+    # -- the device, watched off the request path --------------------------------------------
+    def read_device(self) -> None:
+        """Reads the device's temperature into the metrics (hailo mode). Runs on a thread of its
+        own: HailoRT's control reads do not wait for the inference thread, nor it for them."""
+        loaded = self._primary
+        reader = getattr(loaded.backend, "device_status", None) if loaded else None
+        if reader is None:
+            self.metrics.device_up.set(0)
+            return
+        try:
+            temps = reader()
+        except Exception as exc:  # a failed read is a reading too: the device did not answer
+            self.metrics.device_up.set(0)
+            log(30, "device status read failed", error=str(exc))
+            return
+        for sensor, value in temps.items():
+            self.metrics.device_temperature.labels(sensor).set(value)
+        self.metrics.device_up.set(1)
 
     # -- inference ---------------------------------------------------------------------------
     async def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, ModelInfo]:

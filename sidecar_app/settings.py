@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         "new release is swapped in without a restart",
     )
     release_poll_s: float = Field(1.0, gt=0, le=60, description="how often RELEASE_POINTER is read")
+    device_poll_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="how often the Hailo device's temperature is read (hailo mode; 0: never)",
+    )
     hailo_device: Path = Field(
         Path("/dev/hailo0"),
         description="the device node, for the access check when HailoRT cannot open it (hailo mode)",

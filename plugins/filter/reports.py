@@ -70,6 +70,16 @@ def rollout_lines(report: Mapping[str, Any], check_mode: bool = False) -> list[s
     return lines
 
 
+def rollout_outcome(hv: Mapping[str, Any]) -> str:
+    """How this run ended on one host (its hostvars): deployed, unchanged, rolled_back or failed."""
+    result = hv.get("sidecar_stack_result") or {}
+    if result.get("rolled_back"):
+        return "rolled_back"
+    if hv.get("pi_rollout_error") is not None:
+        return "failed"
+    return "deployed" if result.get("changed") else "unchanged"
+
+
 def release_pointer(release: Mapping[str, Any]) -> dict[str, Any]:
     """The pointer the sidecar reads (RELEASE_POINTER, models root's current.json) for a release
     record of the sidecar_stack role: the folder and file to serve, its sha256 and what to report."""
@@ -195,5 +205,6 @@ class FilterModule:
             "rollout_lines": rollout_lines,
             "rollback_message": rollback_message,
             "release_pointer": release_pointer,
+            "rollout_outcome": rollout_outcome,
             "acceptance_report": acceptance_report,
         }

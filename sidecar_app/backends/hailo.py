@@ -310,6 +310,18 @@ class HailoBackend:
                 f"parsed {list(expected)}: this HEF is not the one that release was compiled into",
             )
 
+    def device_status(self) -> dict[str, float]:
+        """The device's chip temperatures (°C, by sensor), through the VDevice's own physical
+        device (no second handle on the device): Device.control.get_chip_temperature() returns
+        ts0_temperature and ts1_temperature (pyhailort.py, Control). Called from a reader thread a
+        few seconds apart, never on the inference path; raises what HailoRT raises."""
+        vdevice = self._vdevice
+        if vdevice is None:
+            raise ModelLoadError("device_closed", "the device is not open")
+        (device, *_) = vdevice.get_physical_devices()
+        info = device.control.get_chip_temperature()
+        return {"ts0": float(info.ts0_temperature), "ts1": float(info.ts1_temperature)}
+
     def _match_outputs(self, infer_model: Any) -> dict[str, str]:
         """Finds the latent (64) and motif (NUM_MOTIFS) outputs by name, else by size."""
         sizes = {n: int(np.prod(infer_model.output(n).shape)) for n in infer_model.output_names}

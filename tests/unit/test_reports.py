@@ -135,3 +135,21 @@ def test_acceptance_report_refuses_each_miss() -> None:
     assert (
         "fidelity probe (hailo-sidecar fidelity): not run: No module named 'hailo_platform'" in probe["lines"]
     )
+
+
+def test_rollout_outcome_names_how_a_host_ended() -> None:
+    assert reports.rollout_outcome({"sidecar_stack_result": {"changed": True}}) == "deployed"
+    assert reports.rollout_outcome({"sidecar_stack_result": {"changed": False}}) == "unchanged"
+    rolled = {"sidecar_stack_result": {"rolled_back": True}, "pi_rollout_error": "x"}
+    assert reports.rollout_outcome(rolled) == "rolled_back"
+    assert reports.rollout_outcome({"pi_rollout_error": "HailoRT parts differ"}) == "failed"
+
+
+def test_release_pointer_names_the_folder_to_serve() -> None:
+    model = {**A["model"], "file": "model.onnx", "path": "/opt/hailo-sidecar/models/imu-encoder-1.0.0-bbbb"}
+    pointer = reports.release_pointer({**A, "num_motifs": 12, "model": model})
+    assert pointer == {"folder": "imu-encoder-1.0.0-bbbb", "file": "model.onnx", "sha256": "b" * 64,
+                       "config_version": "lab-1", "num_motifs": 12, "model": "imu-encoder",
+                       "version": "1.0.0"}  # fmt: skip
+    stub = reports.release_pointer({**A, "num_motifs": "5", "model": None})
+    assert (stub["folder"], stub["file"], stub["num_motifs"]) == (None, None, 5)

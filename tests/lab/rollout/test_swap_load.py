@@ -2,7 +2,8 @@
 release C, lab-C): 4 clients send single windows to its published port for the whole playbook
 run. A model change is swapped into the running sidecar: no request may fail. A change that
 replaces the container (here a memory limit, as an image change would) is measured the same way,
-for comparison. Prints both: requests, failed, non-200, p99 before and during."""
+for comparison. Prints both: requests, failed, non-200, p99 before and during. Between the two,
+the Pis serve two releases and the fleet's drift alert must fire on lab-gpusrv's Prometheus."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labplay import LAB, PIS, play, release
+from labplay import GPUSRV, LAB, PIS, host, play, release
 
 from sidecar_app.loadgen import RunResult, build_request, run_load
 
@@ -59,6 +60,19 @@ def under_load(extra: dict[str, Any]) -> tuple[Any, RunResult, float, float]:
     return run, result[0], start, end
 
 
+def drift_fires(timeout: float = 120) -> bool:
+    gpusrv = host(GPUSRV)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alerts = json.loads(gpusrv.check_output("curl -fsS http://127.0.0.1:9090/api/v1/alerts"))["data"][
+            "alerts"
+        ]
+        if any(a["labels"]["alertname"] == "HailoFleetDrift" and a["state"] == "firing" for a in alerts):
+            return True
+        time.sleep(3)
+    return False
+
+
 def figures(name: str, res: RunResult, start: float, end: float) -> str:
     during = [s for s in res.started if start <= s < end]
     return (f"{name:<34} requests {res.requests:>6}  failed {res.failed:>4}  non-200 {res.errors:>4}  "
@@ -71,6 +85,8 @@ def test_swap_and_restart_under_load() -> None:
     assert run.rc == 0, run.out[-3000:]
     report = json.loads((LAB / "swap-load.json").read_text())
     assert report[HOST]["result"]["path"] == "swap"
+    # The two Pis now serve two releases (A here, C on the other): the fleet's drift alert fires.
+    assert drift_fires(), "HailoFleetDrift did not fire with the Pis on two releases"
     run2, restart, r0, r1 = under_load({"sidecar_stack_release_dir": str(release("1.2.0")),
                                         "sidecar_stack_mem_limit": "520m"})  # fmt: skip
     assert run2.rc == 0, run2.out[-3000:]

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The hailo textfile collector (monitoring_agent role): the Pi's HailoRT state, its release and
+its last rollout, for prometheus-node-exporter's textfile collector. Run by hailo-textfile.timer
+every minute; writes OUT atomically (a temporary file renamed over it), reads only.
+
+  hailo-textfile.py OUT [--device /dev/hailo0] [--release /opt/hailo-sidecar/release.json]
+                        [--rollout /var/lib/hailo-pipeline/rollout.json]
+
+Metrics (one host each):
+  hailo_host_hailort_version_info{part, version}  library (hailortcli), binding (python3-hailort),
+                                                  driver (the loaded hailo_pci), package (hailort)
+  hailo_host_hailort_versions_agree               1 when every part found is one version
+  hailo_host_device_present, hailo_host_device_mode
+  hailo_host_release_info{model, version, sha256, config_version, profile}
+  hailo_host_release_deployed_timestamp_seconds
+  hailo_host_rollout_result{result}, hailo_host_rollout_timestamp_seconds, hailo_host_rollout_changed
+  hailo_host_textfile_run_timestamp_seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VERSION = re.compile(r"(\d+\.\d+\.\d+)")
+
+
+def run(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def first_version(text: str) -> str | None:
+    m = VERSION.search(text or "")
+    return m.group(1) if m else None
+
+
+def versions() -> dict[str, str]:
+    found = {
+        "library": first_version(run(["hailortcli", "--version"])),
+        "binding": first_version(run(["python3", "-c", "import hailo_platform as h; print(h.__version__)"])),
+        "package": first_version(run(["dpkg-query", "-W", "-f", "${Version}", "hailort"])),
+    }
+    driver = Path("/sys/module/hailo_pci/version")
+    found["driver"] = first_version(driver.read_text()) if driver.is_file() else None
+    return {k: v for k, v in found.items() if v}
+
+
+def label(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def timestamp(text: str | None) -> float | None:
+    try:
+        return float(calendar.timegm(time.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
+    out: list[str] = []
+    found = versions()
+    out.append("# HELP hailo_host_hailort_version_info The HailoRT parts found on this host, by version.")
+    out.append("# TYPE hailo_host_hailort_version_info gauge")
+    out += [f'hailo_host_hailort_version_info{{part="{p}",version="{v}"}} 1' for p, v in sorted(found.items())]
+    out.append("# HELP hailo_host_hailort_versions_agree 1 when every HailoRT part found is one version.")
+    out.append("# TYPE hailo_host_hailort_versions_agree gauge")
+    out.append(f"hailo_host_hailort_versions_agree {1 if len(set(found.values())) <= 1 else 0}")
+    try:
+        st = device.stat()
+        present, mode = stat.S_ISCHR(st.st_mode), stat.S_IMODE(st.st_mode)
+    except OSError:
+        present, mode = False, 0
+    out.append("# HELP hailo_host_device_present 1 when the Hailo device node exists.")
+    out.append("# TYPE hailo_host_device_present gauge")
+    out.append(f"hailo_host_device_present {1 if present else 0}")
+    out.append("# HELP hailo_host_device_mode The device node's permission bits (0660 is 432).")
+    out.append("# TYPE hailo_host_device_mode gauge")
+    out.append(f"hailo_host_device_mode {mode}")
+    try:
+        record = json.loads(release_file.read_text())
+    except (OSError, ValueError):
+        record = {}
+    current = record.get("current") or {}
+    if current:
+        model = current.get("model") or {}
+        labels = {"model": model.get("name", ""), "version": model.get("version", ""),
+                  "sha256": model.get("sha256", ""), "config_version": current.get("config_version", ""),
+                  "profile": current.get("profile", "")}  # fmt: skip
+        out.append("# HELP hailo_host_release_info The release deployed on this host (release.json).")
+        out.append("# TYPE hailo_host_release_info gauge")
+        out.append("hailo_host_release_info{" + ",".join(f'{k}="{label(v)}"' for k, v in labels.items()) + "} 1")
+        deployed = timestamp(record.get("deployed_at"))
+        if deployed is not None:
+            out.append("# TYPE hailo_host_release_deployed_timestamp_seconds gauge")
+            out.append(f"hailo_host_release_deployed_timestamp_seconds {deployed}")
+    try:
+        rollout = json.loads(rollout_file.read_text())
+    except (OSError, ValueError):
+        rollout = {}
+    if rollout:
+        out.append("# HELP hailo_host_rollout_result The last rollout's outcome on this host (value 1).")
+        out.append("# TYPE hailo_host_rollout_result gauge")
+        out.append(f'hailo_host_rollout_result{{result="{label(rollout.get("result", "unknown"))}"}} 1')
+        at = timestamp(rollout.get("at"))
+        if at is not None:
+            out.append("# TYPE hailo_host_rollout_timestamp_seconds gauge")
+            out.append(f"hailo_host_rollout_timestamp_seconds {at}")
+        out.append("# TYPE hailo_host_rollout_changed gauge")
+        out.append(f"hailo_host_rollout_changed {int(rollout.get('changed') or 0)}")
+    out.append("# TYPE hailo_host_textfile_run_timestamp_seconds gauge")
+    out.append(f"hailo_host_textfile_run_timestamp_seconds {time.time():.0f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--device", type=Path, default=Path("/dev/hailo0"))
+    ap.add_argument("--release", type=Path, default=Path("/opt/hailo-sidecar/release.json"))
+    ap.add_argument("--rollout", type=Path, default=Path("/var/lib/hailo-pipeline/rollout.json"))
+    a = ap.parse_args(argv)
+    text = "\n".join(lines(a.device, a.release, a.rollout)) + "\n"
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".hailo-textfile.", dir=a.out.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
