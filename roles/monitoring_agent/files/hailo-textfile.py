@@ -73,7 +73,9 @@ def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
     found = versions()
     out.append("# HELP hailo_host_hailort_version_info The HailoRT parts found on this host, by version.")
     out.append("# TYPE hailo_host_hailort_version_info gauge")
-    out += [f'hailo_host_hailort_version_info{{part="{p}",version="{v}"}} 1' for p, v in sorted(found.items())]
+    out += [
+        f'hailo_host_hailort_version_info{{part="{p}",version="{v}"}} 1' for p, v in sorted(found.items())
+    ]
     out.append("# HELP hailo_host_hailort_versions_agree 1 when every HailoRT part found is one version.")
     out.append("# TYPE hailo_host_hailort_versions_agree gauge")
     out.append(f"hailo_host_hailort_versions_agree {1 if len(set(found.values())) <= 1 else 0}")
@@ -100,7 +102,9 @@ def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
                   "profile": current.get("profile", "")}  # fmt: skip
         out.append("# HELP hailo_host_release_info The release deployed on this host (release.json).")
         out.append("# TYPE hailo_host_release_info gauge")
-        out.append("hailo_host_release_info{" + ",".join(f'{k}="{label(v)}"' for k, v in labels.items()) + "} 1")
+        out.append(
+            "hailo_host_release_info{" + ",".join(f'{k}="{label(v)}"' for k, v in labels.items()) + "} 1"
+        )
         deployed = timestamp(record.get("deployed_at"))
         if deployed is not None:
             out.append("# TYPE hailo_host_release_deployed_timestamp_seconds gauge")
