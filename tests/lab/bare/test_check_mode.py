@@ -34,7 +34,9 @@ def extra() -> dict[str, dict[str, Any]]:
 
 
 def roles_of(playbook: str) -> list[str]:
-    return re.findall(r"synchrony\.hailo_pipeline\.(\w+)", (ROOT / playbook).read_text())
+    """The collection's roles the playbook runs (its filters share the prefix, not the folder)."""
+    names = re.findall(r"synchrony\.hailo_pipeline\.(\w+)", (ROOT / playbook).read_text())
+    return [name for name in names if (ROOT / "roles" / name).is_dir()]
 
 
 def phases(role: str) -> list[str]:
