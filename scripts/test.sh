@@ -12,7 +12,9 @@
 #      playbook must report changed=0
 #   5. rollouts: a release that fails its smoke stops at the canary and is rolled back, a good
 #      one reaches every Pi (tests/lab/rollout)
-#   6. `make lab-down`
+#   6. pull mode: a Pi's agent applies a signed tag from GPUSrv's fleet repository and refuses an
+#      unsigned one and an older one (tests/lab/pull)
+#   7. `make lab-down`
 # Prints the time per stage and a closing summary. `scripts/test.sh STAGE [ARG]` runs one stage.
 set -uo pipefail
 
@@ -72,6 +74,8 @@ lab() {
     bash lab/scripts/lab.sh up --expect-unchanged --installed || rc=1
     echo "--- rollouts: canary failure and rollback, then a good release everywhere"
     "${PYTEST[@]}" tests/lab/rollout || rc=1
+    echo "--- pull mode: a Pi applies a signed tag, refuses an unsigned one and an older one"
+    "${PYTEST[@]}" tests/lab/pull || rc=1
   fi
   if [ "$rc" -ne 0 ] && [ -d build/lab/logs ]; then
     rm -rf build/lab-logs && cp -r build/lab/logs build/lab-logs && echo "lab: logs kept in build/lab-logs"

@@ -83,19 +83,20 @@ def fleet(tmp_path: Path) -> dict[str, Path]:
                        "user.signingkey": str(keys["manager"])}.items():  # fmt: skip
         sh("git", "config", key, value, cwd=src)
     (src / "site").mkdir()
-    (src / "site" / "hosts.yml").write_text("all: {hosts: {localhost: {ansible_connection: local}}}\n")
+    (src / "site" / "hosts.yml").write_text("all: {children: {pi: {hosts: {pi-1: {}, pi-2: {}}}}}\n")
     (src / "playbooks").mkdir()
     (src / "playbooks" / "pi.yml").write_text("- hosts: all\n")
     sh("git", "add", "-A", cwd=src)
     sh("git", "commit", "-q", "-m", "site", cwd=src)
     sh("git", "remote", "add", "origin", str(remote), cwd=src)
-    # ansible-playbook, recorded: prints a PLAY RECAP as the real one does (changed=2), or fails.
+    # ansible-playbook, recorded: prints a PLAY RECAP line for the --limit host as the real one
+    # does (changed=2), or fails.
     fake = tmp_path / "ansible-playbook"
-    failed = "localhost : ok=3 changed=1 unreachable=0 failed=1"
-    passed = "localhost                  : ok=40   changed=2    unreachable=0    failed=0"
     fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\n'
-                    f'[ -f "$(dirname "$0")/fail" ] && {{ echo "{failed}"; exit 2; }}\n'
-                    f'echo "{passed}"\n')  # fmt: skip
+                    'for a; do [ "$prev" = --limit ] && h="$a"; prev="$a"; done\n'
+                    '[ -f "$(dirname "$0")/fail" ] && {\n'
+                    '  echo "$h : ok=3 changed=1 unreachable=0 failed=1"; exit 2; }\n'
+                    'echo "$h      : ok=40   changed=2    unreachable=0    failed=0"\n')  # fmt: skip
     fake.chmod(0o755)
     return {"src": src, "remote": remote, "allowed": allowed, "tmp": tmp_path, **keys}
 
@@ -132,7 +133,9 @@ def test_a_signed_tag_is_applied_once_and_reported(fleet: dict[str, Path], repor
     assert (first["result"], first["tag"], first["changed"]) == ("deployed", "fleet-1.0.0", 2), first
     assert 'Good "git" signature for manager' in first["reason"]
     calls = (fleet["tmp"] / "calls").read_text().split()
-    assert calls[calls.index("--limit") + 1] == "localhost" and calls[-3].endswith("playbooks/pi.yml")
+    # This host only, over a local connection, whatever the site's inventory says of it.
+    assert calls[calls.index("--limit") + 1] == "pi-1" and "ansible_connection=local" in calls
+    assert calls[calls.index("-i") + 2].endswith("playbooks/pi.yml")
     report = json.loads(Reports.store["/reports/fleet-1.0.0/pi-1.json"])
     assert (report["result"], report["wave"], report["commit"]) == ("deployed", 0, first["commit"])
     again = agent(fleet, reports)

@@ -136,10 +136,13 @@ def apply(a: argparse.Namespace, repo: Path, tag: str) -> tuple[str, int, str]:
         link.symlink_to(repo)
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{repo / 'collections'}",
            "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_CONFIG": str(repo / "ansible.cfg")}  # fmt: skip
-    cmd = [a.ansible_playbook, "-i", str(repo / a.inventory), str(repo / a.playbook), "--limit", a.limit]
+    # This host only (its name in the site's inventory), over a local connection whatever the
+    # inventory says of it: the same inventory serves push runs.
+    cmd = [a.ansible_playbook, "-i", str(repo / a.inventory), str(repo / a.playbook), "--limit", a.host,
+           "-e", "ansible_connection=local"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo)
     recap = {m.group(1): (int(m.group(3)), int(m.group(5))) for m in RECAP.finditer(proc.stdout)}
-    changed, failed = recap.get(a.limit, (0, 1 if proc.returncode else 0))
+    changed, failed = recap.get(a.host, (0, 1 if proc.returncode else 0))
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
     if proc.returncode != 0 or failed:
         return "failed", changed, tail
@@ -204,9 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rollout-file", default="/var/lib/hailo-pipeline/rollout.json")
     ap.add_argument("--inventory", default="site/hosts.yml")
     ap.add_argument("--playbook", default="playbooks/pi.yml")
-    ap.add_argument("--limit", default="localhost")
     ap.add_argument("--ansible-playbook", default="ansible-playbook")
-    ap.add_argument("--host", default=socket.gethostname())
+    ap.add_argument("--host", default=socket.gethostname(), help="this host's name in the site's inventory")
     a = ap.parse_args(argv)
     if not re.match(r"https?://", a.reports_url):
         print(f"hailo-pull: --reports-url {a.reports_url!r}: an http:// or https:// URL", file=sys.stderr)

@@ -183,6 +183,10 @@ def test_kernel_packages_held_with_the_set_on_request():
         bookworm.run("apt-mark unhold linux-image-rpi-2712 && apt-get purge -y linux-image-rpi-2712")
 
 
+# Pull mode (pull_agent) as a site would enable it, each bad case changing one variable.
+PULL = {"pull_agent_enabled": True, "pull_agent_repo_url": "http://gpusrv:8082/fleet.git",
+        "pull_agent_reports_url": "http://gpusrv:8082/reports",
+        "pull_agent_allowed_signers": 'release namespaces="git" ssh-ed25519 AAAAC3Nza'}  # fmt: skip
 BAD = {
     "version set without the library": (
         {"hailort_version_set": {"hailo-dkms": "4.23.0-1", "python3-hailort": "4.23.0-1"}},
@@ -201,6 +205,11 @@ BAD = {
     "release folder missing": (
         {"sidecar_stack_release_dir": "/nonexistent/1.0.0"},
         "sidecar_stack_release_dir",
+    ),
+    "pull waves not minutes": ({**PULL, "pull_agent_wave_delays": [0, "30m"]}, "pull_agent_wave_delays"),
+    "pull reports over ssh": (
+        {**PULL, "pull_agent_reports_url": "ssh://gpusrv/reports"},
+        "pull_agent_reports_url must",
     ),
 }
 

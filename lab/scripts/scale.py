@@ -1,0 +1,219 @@
+"""Controller cost of pi.yml per host (docs/scale.md): N lightweight lab hosts, the controller's
+CPU seconds, wall time and memory for each run, printed as a table and written as JSON.
+
+    python lab/scripts/scale.py [--hosts 5,20,50] [--forks 50] [--out build/scale.json]
+
+The hosts are systemd containers with sshd (hailo-lab/scale:bookworm, built here from the lab's
+host image and Debian's openssh-server) on their own network, reached over SSH as a fleet is
+(pipelining and ControlPersist on, ansible.cfg's settings). They run no Docker of their own, so
+per N the script measures three runs:
+  check  pi.yml --check, every role and phase, on bare hosts (what a dry run of a rollout costs)
+  cold   pi.yml --tags base for real: the base role installs and configures each host
+  warm   the same again: changed=0, the steady state of a fleet that is already converged
+Controller CPU is user + system time of ansible-playbook and every process it waited for (its
+forks, ssh); memory is the peak of the summed resident size of its process tree, sampled every
+0.2 s. The hosts are removed at the end (--keep leaves them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lab" / "scripts"))
+from recap import recap  # noqa: E402  (the one reader of PLAY RECAP)
+
+IMAGE = "hailo-lab/scale:bookworm"
+NETWORK = "hailo-scale"
+PREFIX = "scale-pi-"
+DOCKERFILE = """FROM hailo-lab/systemd:bookworm
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      openssh-server && rm -rf /var/lib/apt/lists/* && systemctl enable ssh
+"""
+# What the lab's bare hosts need for pi.yml (tests/lab/bare): Debian's Docker, no device, an
+# unsigned release compiled here, and the image `make images` recorded.
+HOST_VARS = {
+    "docker_engine_source": "distro",
+    "docker_engine_distro_suite": "trixie",
+    "base_ntp_servers": ["ntp.lab.internal"],
+    "hailort_device_required": False,
+    "pi_sidecar_profile": "onnx",
+    "sidecar_stack_require_signature": False,
+    "sidecar_stack_allowed_signers": "",
+}
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident KiB of PID and every descendant (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Runs CMD; wall seconds, controller CPU seconds, peak tree RSS (MiB), its PLAY RECAP."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
+    )
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_kib(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    wall = time.monotonic() - start
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    rss = round(peak[0] / 1024)
+    return {"rc": proc.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mib": rss,
+            "recap": recap(out) or {}, "tail": out[-3000:]}  # fmt: skip
+
+
+def hosts_up(n: int, pubkey: Path) -> dict[str, str]:
+    """N hosts (scale-pi-001...) on the scale network: name -> address."""
+    if sh("docker", "network", "inspect", NETWORK, check=False).returncode != 0:
+        sh("docker", "network", "create", "--subnet", "10.214.0.0/22", NETWORK)
+    names = [f"{PREFIX}{i:03d}" for i in range(1, n + 1)]
+    for name in names:
+        if sh("docker", "container", "inspect", name, check=False).returncode == 0:
+            continue
+        sh("docker", "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK,
+           "--cgroupns", "host", "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+           "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+           "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",  # noqa: S108 - the host's /tmp
+           "--stop-signal", "SIGRTMIN+3",
+           "-v", f"{pubkey}:/root/.ssh/authorized_keys:ro", "--label", "io.synchrony.hailo-scale=true",
+           IMAGE)  # fmt: skip
+    addresses = {}
+    for name in names:
+        sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False)
+        deadline = time.monotonic() + 60
+        while (
+            sh("docker", "exec", name, "systemctl", "is-active", "ssh", check=False).stdout.strip()
+            != "active"
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"scale: sshd did not start on {name}")
+            time.sleep(0.5)
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        addresses[name] = sh("docker", "inspect", "-f", fmt, name).stdout.strip()
+    return addresses
+
+
+def hosts_down() -> None:
+    ids = sh("docker", "ps", "-aq", "--filter", "label=io.synchrony.hailo-scale=true").stdout.split()
+    if ids:
+        sh("docker", "rm", "-f", "-v", *ids)
+    sh("docker", "network", "rm", NETWORK, check=False)
+
+
+def inventory(path: Path, addresses: dict[str, str], key: Path, extra: dict[str, Any]) -> None:
+    hosts = {name: {"ansible_host": ip} for name, ip in addresses.items()}
+    data = {"all": {"children": {"pi": {"hosts": hosts, "vars": {
+        "ansible_user": "root", "ansible_ssh_private_key_file": str(key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        **HOST_VARS, **extra}}}}}  # fmt: skip
+    path.write_text(json.dumps(data))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hosts", default="5,20,50", help="host counts, comma-separated")
+    ap.add_argument("--forks", type=int, default=50)
+    ap.add_argument("--runs", default="check,cold,warm")
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "scale.json")
+    ap.add_argument("--keep", action="store_true", help="leave the hosts running")
+    a = ap.parse_args()
+    counts = [int(n) for n in a.hosts.split(",")]
+    work = ROOT / "build" / "scale"
+    work.mkdir(parents=True, exist_ok=True)
+    key = work / "id_ed25519"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text(DOCKERFILE)
+        sh("docker", "build", "-q", "-t", IMAGE, ctx)
+    release = work / "releases" / "imu-encoder" / "1.0.0"
+    if not (release / "manifest.json").exists():
+        sh(sys.executable, str(ROOT / "lab" / "scripts" / "release.py"), "release", str(work / "releases"),
+           "imu-encoder", "1.0.0", "scale-1")  # fmt: skip
+    image = json.loads((ROOT / "build" / "images.json").read_text())["ref"]
+    extra = {"sidecar_stack_release_dir": str(release), "sidecar_stack_image": image}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_FORKS": str(a.forks)}  # fmt: skip
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
+    runs = {"check": ["--check"], "cold": ["--tags", "base"], "warm": ["--tags", "base"]}
+    results: list[dict[str, Any]] = []
+    try:
+        hosts_down()
+        for n in counts:
+            addresses = hosts_up(n, key.with_suffix(".pub"))
+            inv = work / f"hosts-{n}.json"
+            inventory(inv, addresses, key, extra)
+            for run in a.runs.split(","):
+                batches = '{"pi_rollout_batches": ["100%"]}'
+                cmd = [playbook, "playbooks/pi.yml", "-i", str(inv), "-e", batches, *runs[run]]
+                r = measured(cmd, env)
+                changed = sum(h["changed"] for h in r["recap"].values())
+                row = {"hosts": n, "run": run, "forks": min(a.forks, n), "rc": r["rc"],
+                       "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "cpu_s_per_host": round(r["cpu_s"] / n, 2),
+                       "wall_s_per_host": round(r["wall_s"] / n, 2), "peak_rss_mib": r["peak_rss_mib"],
+                       "changed": changed, "reached": len(r["recap"])}  # fmt: skip
+                results.append(row)
+                print(json.dumps(row), flush=True)
+                if r["rc"] != 0:
+                    print(r["tail"], file=sys.stderr)
+            hosts_down()
+    finally:
+        if not a.keep:
+            hosts_down()
+    a.out.write_text(json.dumps(results, indent=2) + "\n")
+    head = ("N", "run", "forks", "wall s", "CPU s", "CPU s/host", "peak MiB", "changed")
+    print("\n{:>4} {:<6} {:>5} {:>8} {:>8} {:>11} {:>9} {:>8}".format(*head))
+    for r in results:
+        print(f"{r['hosts']:>4} {r['run']:<6} {r['forks']:>5} {r['wall_s']:>8} {r['cpu_s']:>8} "
+              f"{r['cpu_s_per_host']:>11} {r['peak_rss_mib']:>9} {r['changed']:>8}")  # fmt: skip
+    return 1 if any(r["rc"] != 0 for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
