@@ -12,7 +12,7 @@ per N the script measures three runs:
   warm   the same again: changed=0, the steady state of a fleet that is already converged
 Controller CPU is user + system time of ansible-playbook and every process it waited for (its
 forks, ssh); memory is the peak of the summed resident size of its process tree, sampled every
-0.2 s. The hosts are removed at the end (--keep leaves them).
+0.5 s. The hosts are removed at the end (--keep leaves them).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     def sample() -> None:
         while proc.poll() is None:
             peak[0] = max(peak[0], tree_rss_kib(proc.pid))
-            time.sleep(0.2)
+            time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -202,7 +202,8 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
                 if r["rc"] != 0:
                     print(r["tail"], file=sys.stderr)
-            hosts_down()
+            if not (a.keep and n == counts[-1]):
+                hosts_down()
     finally:
         if not a.keep:
             hosts_down()
