@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 VERSION = re.compile(r"(\d+\.\d+\.\d+)")
 
@@ -68,6 +69,15 @@ def timestamp(text: str | None) -> float | None:
         return None
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """The file's JSON object, or {} when it is missing or unreadable (a host before its first rollout)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
     out: list[str] = []
     found = versions()
@@ -90,10 +100,7 @@ def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
     out.append("# HELP hailo_host_device_mode The device node's permission bits (0660 is 432).")
     out.append("# TYPE hailo_host_device_mode gauge")
     out.append(f"hailo_host_device_mode {mode}")
-    try:
-        record = json.loads(release_file.read_text())
-    except (OSError, ValueError):
-        record = {}
+    record = read_json(release_file)
     current = record.get("current") or {}
     if current:
         model = current.get("model") or {}
@@ -109,10 +116,7 @@ def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
         if deployed is not None:
             out.append("# TYPE hailo_host_release_deployed_timestamp_seconds gauge")
             out.append(f"hailo_host_release_deployed_timestamp_seconds {deployed}")
-    try:
-        rollout = json.loads(rollout_file.read_text())
-    except (OSError, ValueError):
-        rollout = {}
+    rollout = read_json(rollout_file)
     if rollout:
         out.append("# HELP hailo_host_rollout_result The last rollout's outcome on this host (value 1).")
         out.append("# TYPE hailo_host_rollout_result gauge")

@@ -26,7 +26,7 @@ def gpusrv() -> Any:
 
 
 def api(gpusrv: Any, path: str) -> Any:
-    return json.loads(gpusrv.check_output(f"curl -fsS '{PROM}{path}'"))["data"]
+    return json.loads(gpusrv.check_output(f"curl -fsSg '{PROM}{path}'"))["data"]
 
 
 def until(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
