@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -44,13 +45,15 @@ def _probe(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    from .settings import ConfigError, load_settings
-
-    try:
-        port = args.port or load_settings().port
-    except ConfigError as exc:
-        print(f"probe: {exc}", file=sys.stderr)
-        return 1
+    port = args.port
+    if port is None:
+        # PORT as the server reads it, without the settings model: pydantic's import costs
+        # seconds under QEMU, at every healthcheck.
+        raw = os.environ.get("PORT", "9000").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            print(f"probe: PORT must be a port number (1-65535), not {raw!r}", file=sys.stderr)
+            return 1
+        port = int(raw)
     url = f"http://127.0.0.1:{port}{args.path}"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as resp:

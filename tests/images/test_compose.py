@@ -33,6 +33,9 @@ def stub_stack(images: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
         "SIDECAR_PORT": str(free_port()),
         "EDGE_NETWORK": "hailo-ci-stub-edge",
         "CONFIG_VERSION": CONFIG_VERSION,
+        # The arm64 image under QEMU on a busy CI machine: a probe can take longer than the
+        # default 5 s (compose/.env.example says to raise it there).
+        "SIDECAR_HEALTH_TIMEOUT": "30s",
     }
     try:
         # --wait returns once the container's own HEALTHCHECK (hailo-sidecar probe) passes.

@@ -98,11 +98,13 @@ def test_real_profile_serves_a_compiled_release(hailort_image: dict[str, Any], t
         "CONFIG_VERSION": manifest["config_version"],
         # The stand-in's device node; the container sees it under its host name, as HailoRT needs.
         "HAILO_DEVICE": "/dev/null",
+        # arm64 under QEMU on a busy CI machine (as in tests/images/test_compose.py).
+        "SIDECAR_HEALTH_TIMEOUT": "30s",
     }
     cenv = {**os.environ, **stack}
     base = ["docker", "compose", "-f", str(COMPOSE), "--profile", "real"]
     try:
-        sh(*base, "up", "-d", "--wait", "--wait-timeout", "120", env=cenv, timeout=180)
+        sh(*base, "up", "-d", "--wait", "--wait-timeout", "240", env=cenv, timeout=300)
         url = f"http://127.0.0.1:{stack['SIDECAR_PORT']}"
         out = sh(SIDECAR, "smoke", "--url", url, "--expect-sha256", manifest["hef_sha256"],
                  "--expect-config-version", "lab-real-1", check=False)  # fmt: skip

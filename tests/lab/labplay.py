@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,16 @@ def snapshot(h: Any, roots: str = "/etc /opt /srv /boot /usr /var/lib/dpkg") -> 
     before and after a run mean the run changed nothing there."""
     out: str = h.run(f"find {roots} -xdev -newer /etc/hostname -printf '%p %T@\\n' 2>/dev/null | sort").stdout
     return out
+
+
+def bad_variable_runs(
+    h: Any, playbook: str, cases: dict[str, dict[str, Any]], *args: str
+) -> tuple[dict[str, Run], list[str]]:
+    """Every bad-variable run of PLAYBOOK at once (each stops in the preflight play, reading only),
+    and what changed on the host meanwhile: the snapshot lines (labplay.snapshot) that differ
+    between just before and just after them."""
+    before = snapshot(h)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = dict(zip(cases, pool.map(lambda c: play(playbook, *args, extra=cases[c]), cases), strict=True))
+    after = snapshot(h)
+    return runs, sorted(set(before.splitlines()) ^ set(after.splitlines()))

@@ -173,6 +173,23 @@ def test_probe_is_the_container_healthcheck(server):
     assert nothing.returncode == 1 and "Connection refused" in nothing.stderr
 
 
+PROBE_FROM_ENV = (
+    "import sys; from sidecar_app.cli import main; rc = main(['probe']); "
+    "print('pydantic loaded' if 'pydantic' in sys.modules else 'pydantic not loaded'); sys.exit(rc)"
+)
+
+
+def test_probe_reads_port_from_the_environment_without_the_settings_model(server):
+    """The healthcheck runs every 15 s, under QEMU on GPUSrv: it must not pay for pydantic."""
+    env = {**os.environ, "PORT": str(server.port)}
+    ok = subprocess.run([sys.executable, "-c", PROBE_FROM_ENV], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and "HTTP 200" in ok.stdout, ok.stdout + ok.stderr
+    assert "pydantic not loaded" in ok.stdout
+    bad = subprocess.run([sys.executable, "-c", PROBE_FROM_ENV], env={**env, "PORT": "90000"},
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "PORT must be a port number (1-65535), not '90000'" in bad.stderr
+
+
 @pytest.mark.parametrize(
     "server", [{"INFER_MODE": "onnx", "ONNX_PATH": "/nonexistent/model.onnx"}], indirect=True
 )

@@ -119,3 +119,21 @@ def test_unsigned_is_accepted_only_when_signatures_are_not_required(signed: dict
     assert run.returncode == 0 and "signature: none" in run.stdout
     other_key(signed)  # a wrong signature is never accepted
     assert verify(signed, require="false").returncode != 0
+
+
+def test_files_are_checked_in_the_folder_already_in_place(signed: dict[str, Path]) -> None:
+    """The role stages only the incoming manifest and signature when the release's folder is in
+    place: the signature is the incoming one's, the files are the folder's."""
+    staged = signed["tmp"] / "stage"
+    staged.mkdir()
+    for name in ("manifest.json", "manifest.json.sig"):
+        (staged / name).write_bytes((signed["release"] / name).read_bytes())
+    argv = ["sh", str(SCRIPT), str(staged), NS, "true", str(signed["allowed"]), "", str(signed["release"])]
+    run = subprocess.run(argv, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.count("(as signed)") == 3, run.stderr
+    (signed["release"] / "model.onnx").write_bytes(b"ONNX")  # changed on the host
+    run = subprocess.run(argv, capture_output=True, text=True)
+    assert run.returncode != 0 and "model.onnx has sha256" in run.stderr
+    other_key({**signed, "release": staged})  # the incoming manifest re-signed by an unknown key
+    run = subprocess.run(argv, capture_output=True, text=True)
+    assert run.returncode != 0 and "not in the allowed signers" in run.stderr

@@ -1,20 +1,23 @@
 #!/bin/sh
-# verify-release DIR NAMESPACE REQUIRE_SIGNATURE ALLOWED_SIGNERS [REVOKED_KEYS]: checks a release
-# folder before it is used.
+# verify-release DIR NAMESPACE REQUIRE_SIGNATURE ALLOWED_SIGNERS [REVOKED_KEYS [FILES_DIR]]: checks
+# a release before it is used.
 #   1. DIR/manifest.json.sig is an ssh-keygen -Y signature of DIR/manifest.json in NAMESPACE by a
 #      key in ALLOWED_SIGNERS that is valid now and not in REVOKED_KEYS (when given and not empty);
 #      REQUIRE_SIGNATURE=false accepts an unsigned release (never a wrongly signed one).
-#   2. every file the manifest names (model.hef, model.onnx, golden.json) has the manifest's sha256.
+#   2. every file the manifest names (model.hef, model.onnx, golden.json) has the manifest's sha256,
+#      in FILES_DIR (default DIR: the release folder already on the host when only the incoming
+#      manifest and signature were staged).
 # Prints what it checked; exits 1 naming the first problem. Reads only.
 set -eu
 
-dir="$1" ns="$2" require="$3" allowed="$4" revoked_file="${5:-}"
+dir="$1" ns="$2" require="$3" allowed="$4" revoked_file="${5:-}" files_dir="${6:-$1}"
 why="$(mktemp)"
 trap 'rm -f "$why"' EXIT
 fail() {
   echo "release $(basename "$dir"): $*" >&2
   exit 1
 }
+files_dir="$(cd "$files_dir" && pwd)" || fail "no folder $files_dir"
 cd "$dir"
 [ -f manifest.json ] || fail "no manifest.json"
 
@@ -44,9 +47,10 @@ else
   echo "signature: $good"
 fi
 
-python3 - <<'PY'
-import hashlib, json, sys
-m = json.load(open("manifest.json"))
+python3 - "$PWD/manifest.json" "$files_dir" <<'PY'
+import hashlib, json, os, sys
+m = json.load(open(sys.argv[1]))
+os.chdir(sys.argv[2])
 files = {m.get("hef", "model.hef"): m.get("hef_sha256"), "model.onnx": m.get("onnx_sha256")}
 gold = m.get("golden")
 if isinstance(gold, dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,10 @@ def gpusrv() -> Any:
     return host(GPUSRV)
 
 
-def api(gpusrv: Any, path: str) -> Any:
-    return json.loads(gpusrv.check_output(f"curl -fsSg '{PROM}{path}'"))["data"]
+def api(gpusrv: Any, path: str, query: str | None = None) -> Any:
+    """Prometheus's HTTP API on lab-gpusrv; a PromQL query is URL-encoded by curl."""
+    form = f" -G --data-urlencode {shlex.quote('query=' + query)}" if query else ""
+    return json.loads(gpusrv.check_output(f"curl -fsS {shlex.quote(PROM + path)}{form}"))["data"]
 
 
 def until(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
@@ -56,13 +59,13 @@ def test_every_pi_is_scraped(gpusrv: Any) -> None:
         return seen == {(p, job): "up" for p in PIS for job in ("hailo-sidecar", "node")}
 
     until("both Pis' sidecars and node exporters up", all_up)
-    sites = {r["metric"]["site"] for r in api(gpusrv, "/api/v1/query?query=up{job='node'}")["result"]}
+    sites = {r["metric"]["site"] for r in api(gpusrv, "/api/v1/query", 'up{job="node"}')["result"]}
     assert sites == {"lab"}
 
 
 def test_the_collector_reports_versions_release_and_rollout(gpusrv: Any) -> None:
     def by_host(query: str) -> dict[str, dict[str, Any]]:
-        return {r["metric"]["host"]: r for r in api(gpusrv, f"/api/v1/query?query={query}")["result"]}
+        return {r["metric"]["host"]: r for r in api(gpusrv, "/api/v1/query", query)["result"]}
 
     until("the hailo collector's metrics", lambda: len(by_host("hailo_host_release_info")) == len(PIS))
     agree = by_host("hailo_host_hailort_versions_agree")

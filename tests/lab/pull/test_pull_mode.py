@@ -56,8 +56,10 @@ def fleet() -> dict[str, Path]:
     galaxy = work / "galaxy"
     bin_dir = Path(sys.executable).parent
     sh(str(bin_dir / "ansible-galaxy"), "collection", "build", "--output-path", str(galaxy), str(ROOT))
-    sh(str(bin_dir / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(galaxy / "c"),
-       *map(str, galaxy.glob("*.tar.gz")))  # fmt: skip
+    # --force: without it, ansible-galaxy installs nothing when the collection is already in a
+    # configured collections path (an earlier `make lab --installed`).
+    sh(str(bin_dir / "ansible-galaxy"), "collection", "install", "--force", "--no-deps",
+       "-p", str(galaxy / "c"), *map(str, galaxy.glob("*.tar.gz")))  # fmt: skip
     shutil.copytree(galaxy / "c" / "ansible_collections" / "synchrony" / "hailo_pipeline", repo)
     # The collections it uses, vendored (ansible-galaxy collection install -p collections).
     vendored = Path(ansible.__file__).parents[1] / "ansible_collections" / "community"

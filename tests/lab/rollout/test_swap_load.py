@@ -50,7 +50,7 @@ def under_load(extra: dict[str, Any]) -> tuple[Any, RunResult, float, float]:
     worker.start()
     time.sleep(10)  # the baseline
     start = time.perf_counter()
-    run = play("playbooks/pi.yml", "--limit", HOST,
+    run = play("playbooks/pi.yml", "--limit", HOST, "--tags", "sidecar_stack",
                extra={"pi_rollout_batches": ["100%"], "pi_rollout_report": str(LAB / "swap-load.json"),
                       **extra})  # fmt: skip
     end = time.perf_counter()
