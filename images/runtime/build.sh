@@ -99,7 +99,8 @@ pushed_revision() {
       2>/dev/null || true
 }
 
-built=false
+# The record names what is current, not whether this run built it (the output says that): a run
+# that builds nothing writes the same record, so the roles' copies of it stay unchanged.
 if [ "${FORCE:-0}" != 1 ] && [ "$(pushed_revision)" = "$REVISION" ]; then
   echo "build: $image is current (revision ${REVISION:0:12}): nothing built"
 elif [ "${CHECK:-0}" = 1 ]; then
@@ -118,7 +119,6 @@ else
   # --progress plain: one line per step, so a long build shows where it is.
   "${buildx[@]}" --progress plain "${args[@]}" . 2>&1 | grep -v -E 'failed to configure registry cache importer'
   echo "build: pushed $image and $git_tag in $(($(date +%s) - t0)) s"
-  built=true
 fi
 
 manifest="$(docker buildx imagetools inspect --raw "$image")"
@@ -137,7 +137,7 @@ if "manifests" in m:  # an index (another builder): the platform's entry
 record = {
     "image": "$image", "git_tag": "$git_tag", "digest": "$digest", "ref": "$repo@$digest",
     "platform": "$PLATFORM", "revision": "$REVISION", "version": "$VERSION",
-    "hailort": "${HAILORT_VERSION:-none}", "built": $([ "$built" = true ] && echo True || echo False),
+    "hailort": "${HAILORT_VERSION:-none}",
     "compressed_size": sum(layer["size"] for layer in m["layers"]),
 }
 with open(sys.argv[1], "w") as f:
