@@ -10,7 +10,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import testinfra
 
@@ -107,14 +107,15 @@ def snapshot(h: Any, roots: str = "/etc /opt /srv /boot /usr /var/lib/dpkg") -> 
     return out
 
 
-def bad_variable_runs(
-    h: Any, playbook: str, cases: dict[str, dict[str, Any]], *args: str
-) -> tuple[dict[str, Run], list[str]]:
+class BadRuns(NamedTuple):
+    runs: dict[str, Run]  # per case
+    changed: list[str]  # snapshot lines (labplay.snapshot) that differ from before the runs
+
+
+def bad_variable_runs(h: Any, playbook: str, cases: dict[str, dict[str, Any]], *args: str) -> BadRuns:
     """Every bad-variable run of PLAYBOOK at once (each stops in the preflight play, reading only),
-    and what changed on the host meanwhile: the snapshot lines (labplay.snapshot) that differ
-    between just before and just after them."""
+    and what changed on the host between just before and just after them."""
     before = snapshot(h)
     with ThreadPoolExecutor(max_workers=4) as pool:
         runs = dict(zip(cases, pool.map(lambda c: play(playbook, *args, extra=cases[c]), cases), strict=True))
-    after = snapshot(h)
-    return runs, sorted(set(before.splitlines()) ^ set(after.splitlines()))
+    return BadRuns(runs, sorted(set(before.splitlines()) ^ set(snapshot(h).splitlines())))

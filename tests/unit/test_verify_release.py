@@ -47,11 +47,13 @@ def signed(tmp_path: Path) -> dict[str, Path]:
 
 
 def verify(
-    p: dict[str, Path], require: str = "true", revoked: Path | None = None
+    p: dict[str, Path], require: str = "true", revoked: Path | None = None, files: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     argv = ["sh", str(SCRIPT), str(p["release"]), NS, require, str(p["allowed"])]
-    if revoked is not None:
-        argv.append(str(revoked))
+    if revoked is not None or files is not None:
+        argv.append(str(revoked or ""))
+    if files is not None:
+        argv.append(str(files))
     return subprocess.run(argv, capture_output=True, text=True)
 
 
@@ -128,12 +130,12 @@ def test_files_are_checked_in_the_folder_already_in_place(signed: dict[str, Path
     staged.mkdir()
     for name in ("manifest.json", "manifest.json.sig"):
         (staged / name).write_bytes((signed["release"] / name).read_bytes())
-    argv = ["sh", str(SCRIPT), str(staged), NS, "true", str(signed["allowed"]), "", str(signed["release"])]
-    run = subprocess.run(argv, capture_output=True, text=True)
+    incoming = {**signed, "release": staged}
+    run = verify(incoming, files=signed["release"])
     assert run.returncode == 0 and run.stdout.count("(as signed)") == 3, run.stderr
     (signed["release"] / "model.onnx").write_bytes(b"ONNX")  # changed on the host
-    run = subprocess.run(argv, capture_output=True, text=True)
+    run = verify(incoming, files=signed["release"])
     assert run.returncode != 0 and "model.onnx has sha256" in run.stderr
-    other_key({**signed, "release": staged})  # the incoming manifest re-signed by an unknown key
-    run = subprocess.run(argv, capture_output=True, text=True)
+    other_key(incoming)  # the incoming manifest re-signed by an unknown key
+    run = verify(incoming, files=signed["release"])
     assert run.returncode != 0 and "not in the allowed signers" in run.stderr

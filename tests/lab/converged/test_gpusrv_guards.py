@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 import pytest
-from labplay import GPUSRV, bad_variable_runs, host, play
+from labplay import GPUSRV, BadRuns, bad_variable_runs, host, play
 
 PLAYBOOK = "playbooks/gpusrv.yml"
 TOKEN = "lab-secret-token-d41d8cd98f00b204"
@@ -43,18 +42,18 @@ BAD = {
 
 
 @pytest.fixture(scope="module")
-def bad_runs(gpusrv) -> tuple[dict[str, Any], list[str]]:
+def bad_runs(gpusrv) -> BadRuns:
     return bad_variable_runs(gpusrv, PLAYBOOK, {case: extra for case, (extra, _) in BAD.items()})
 
 
 def test_bad_variables_change_nothing_on_the_host(bad_runs):
-    assert bad_runs[1] == [], "a bad-variable run changed the host"
+    assert bad_runs.changed == [], "a bad-variable run changed the host"
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
 def test_bad_variable_fails_in_preflight_before_any_change(bad_runs, case):
     name = BAD[case][1]
-    run = bad_runs[0][case]
+    run = bad_runs.runs[case]
     assert run.rc != 0, run.out[-3000:]
     assert name in run.text, f"the message does not name {name}"
     assert run.changed(GPUSRV) == 0

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from labplay import PIS, RELEASE_A, bad_variable_runs, host, image_record, play, snapshot
+from labplay import PIS, RELEASE_A, BadRuns, bad_variable_runs, host, image_record, play, snapshot
 
 # Some tests run two playbooks in a row (the failure, then the repair).
 pytestmark = pytest.mark.timeout(900)
@@ -214,19 +213,19 @@ BAD = {
 
 
 @pytest.fixture(scope="module")
-def bad_runs(pi) -> tuple[dict[str, Any], list[str]]:
+def bad_runs(pi) -> BadRuns:
     cases = {case: extra for case, (extra, _) in BAD.items()}
     return bad_variable_runs(pi, "playbooks/pi.yml", cases, "--limit", HOST)
 
 
 def test_bad_variables_change_nothing_on_the_host(bad_runs):
-    assert bad_runs[1] == [], "a bad-variable run changed the host"
+    assert bad_runs.changed == [], "a bad-variable run changed the host"
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
 def test_bad_variable_fails_in_preflight_before_any_change(bad_runs, case):
     name = BAD[case][1]
-    run = bad_runs[0][case]
+    run = bad_runs.runs[case]
     assert run.rc != 0
     assert name in run.text, f"the message does not name {name}"
     assert "Unexpected Exception" not in run.text and "Traceback" not in run.text
