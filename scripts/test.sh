@@ -5,16 +5,17 @@
 # The lab stage proves the playbooks on the lab's hosts (lab/README.md):
 #   1. bare hosts: both playbooks and every role's phases in check mode (tests/lab/bare)
 #   2. `make lab`, the README's main job, cold
-#   3. the testinfra suite for real hosts (tests/infra) and the lab's own checks: host state,
-#      bad variables, HailoRT field failures, the release key, monitoring, the acceptance flow
-#      (tests/lab/converged)
-#   4. `make lab` again, from the collection tarball installed as a Galaxy user would: every
-#      playbook must report changed=0
-#   5. rollouts: a release that fails its smoke stops at the canary and is rolled back, a good
+#   3. the testinfra suite for real hosts (tests/infra), then two sides at once, each ending
+#      with its playbook run again from the collection tarball installed as a Galaxy user would
+#      (it must report changed=0):
+#      GPUSrv: the lab's checks of GPUSrv (runner, image, mirror, bad variables, the release key)
+#      Pis: the lab's checks of the Pis (host state, HailoRT field failures, bad variables,
+#      monitoring, the acceptance flow)
+#   4. rollouts: a release that fails its smoke stops at the canary and is rolled back, a good
 #      one reaches every Pi (tests/lab/rollout)
-#   6. pull mode: a Pi's agent applies a signed tag from GPUSrv's fleet repository and refuses an
+#   5. pull mode: a Pi's agent applies a signed tag from GPUSrv's fleet repository and refuses an
 #      unsigned one and an older one (tests/lab/pull)
-#   7. `make lab-down`
+#   6. `make lab-down`
 # Prints the time per stage and a closing summary. `scripts/test.sh STAGE [ARG]` runs one stage.
 set -uo pipefail
 
@@ -55,36 +56,53 @@ infra() {
   "${PYTEST[@]}" -rA tests/infra --ansible-inventory="${1:-lab/inventory/hosts.yml}"
 }
 
+# The lab's stages (lab/README.md). Each stage after the cold `make lab` works on the hosts it
+# names; the GPUSrv side and the Pi side run at the same time (their tests use the other side's
+# services, never its state), each ending with its playbook's idempotence run.
 lab() {
   local rc=0
-
-  echo "--- a cold lab: make lab-down first (a lab left running is removed)"
+  # A cold lab: one left running is removed first.
   bash lab/scripts/lab.sh down >/dev/null 2>&1 || true
-  echo "--- bare hosts (make lab's first steps), then both playbooks and each role's phases in check mode"
-  bash lab/scripts/lab.sh hosts && "${PYTEST[@]}" tests/lab/bare || rc=1
+  stage "lab: bare hosts, check mode" lab_bare || rc=1
+  if [ "$rc" -eq 0 ]; then stage "lab: make lab (cold)" bash lab/scripts/lab.sh up --hosts-ready || rc=1; fi
   if [ "$rc" -eq 0 ]; then
-    echo "--- make lab (cold)"
-    bash lab/scripts/lab.sh up --hosts-ready || rc=1
-  fi
-  if [ "$rc" -eq 0 ]; then
-    echo "--- tests/infra and the lab's checks on the converged hosts"
-    infra lab/inventory/hosts.yml || rc=1
-    "${PYTEST[@]}" tests/lab/converged || rc=1
-    echo "--- make lab again from the installed collection tarball: every playbook must report changed=0"
-    bash lab/scripts/lab.sh up --hosts-ready --expect-unchanged --installed || rc=1
-    echo "--- rollouts: canary failure and rollback, then a good release everywhere"
-    "${PYTEST[@]}" tests/lab/rollout || rc=1
-    echo "--- pull mode: a Pi applies a signed tag, refuses an unsigned one and an older one"
-    "${PYTEST[@]}" tests/lab/pull || rc=1
+    # Before the two sides: it reads both sides' hosts, which their tests break and repair.
+    stage "lab: tests/infra" infra lab/inventory/hosts.yml || rc=1
+    together lab_gpusrv_side lab_pi_side || rc=1
+    stage "lab: rollouts" "${PYTEST[@]}" tests/lab/rollout || rc=1
+    stage "lab: pull mode" "${PYTEST[@]}" tests/lab/pull || rc=1
   fi
   if [ "$rc" -ne 0 ] && [ -d build/lab/logs ]; then
     rm -rf build/lab-logs && cp -r build/lab/logs build/lab-logs && echo "lab: logs kept in build/lab-logs"
   fi
-  bash lab/scripts/lab.sh down >/dev/null || rc=1
+  stage "lab: make lab-down" bash lab/scripts/lab.sh down >/dev/null || rc=1
   return "$rc"
 }
 
-lab_group() { stage "lab" lab; }
+# `make lab`'s first steps (hosts, scaffolding), then both playbooks and each role's phases in
+# check mode on the bare hosts.
+lab_bare() { bash lab/scripts/lab.sh hosts && "${PYTEST[@]}" tests/lab/bare; }
+
+# The converged checks of GPUSrv; every other module in tests/lab/converged is the Pi side's.
+GPUSRV_CHECKS=(tests/lab/converged/test_gpusrv.py tests/lab/converged/test_gpusrv_guards.py
+  tests/lab/converged/test_release_key.py)
+
+lab_gpusrv_side() {
+  local rc=0
+  stage "lab: GPUSrv checks" "${PYTEST[@]}" "${GPUSRV_CHECKS[@]}" || rc=1
+  stage "lab: gpusrv.yml again, installed tarball" \
+    bash lab/scripts/lab.sh up --hosts-ready --expect-unchanged --installed --only gpusrv || rc=1
+  return "$rc"
+}
+
+lab_pi_side() {
+  local rc=0
+  stage "lab: Pi checks" "${PYTEST[@]}" tests/lab/converged "${GPUSRV_CHECKS[@]/#/--ignore=}" || rc=1
+  stage "lab: pi.yml again, installed tarball" \
+    bash lab/scripts/lab.sh up --hosts-ready --expect-unchanged --installed --only pi || rc=1
+  return "$rc"
+}
+
 # The lab is the longest group: the other two yield the CPU to it (their processes, not the
 # containers Docker starts for them).
 checks_group() {
@@ -116,7 +134,7 @@ case "${1:-all}" in
   unit) stage "unit + API tests" unit; stage_summary ;;
   images) stage "images + compose" images; stage_summary ;;
   infra) stage "tests/infra" infra "${2:-}"; stage_summary ;;
-  lab) stage "lab" lab; stage_summary ;;
+  lab) lab; stage_summary ;;
   molecule) molecule_all "${2:-}"; stage_summary ;;
   all)
     stage setup bash lab/scripts/setup.sh || { stage_summary; exit 1; }
@@ -124,7 +142,7 @@ case "${1:-all}" in
     stage "runtime image (make images)" make -s images || { stage_summary; exit 1; }
     # Three groups at once: the lab (the longest; it waits on containers, QEMU and apt much of
     # the time) next to the checks of this checkout and to Molecule's own hosts.
-    together lab_group checks_group molecule_group
+    together lab checks_group molecule_group
     stage_summary
     ;;
   *) echo "usage: $0 [all|lint|unit|images|infra [INVENTORY]|lab|molecule [SCENARIO]]" >&2; exit 2 ;;

@@ -9,7 +9,9 @@
 #           the playbooks from the collection tarball installed as a Galaxy user would
 #           (build/lab/galaxy), not from this checkout. --hosts-ready: the hosts and their
 #           scaffolding are there already (`lab.sh hosts` or an earlier `up` made them): straight to
-#           the playbooks (the test command; it saves the scaffolding's two minutes).
+#           the playbooks (the test command; it saves the scaffolding's two minutes). --only
+#           gpusrv|pi: that playbook alone, on a lab that ran both before (the test command runs
+#           the two idempotence checks next to other tests, each when its hosts' tests are done).
 #   hosts   only the hosts and the lab's scaffolding on them, no playbook (bare hosts: the test
 #           command runs the playbooks in check mode there first)
 #   down    removes the hosts (and their Docker data), the tags the lab pushed and build/lab.
@@ -46,7 +48,7 @@ hosts() {
 
 # The collection as Galaxy users get it: the tarball, installed into a folder of its own.
 install_tarball() {
-  local galaxy="$LAB/galaxy"
+  local galaxy="$LAB/galaxy${1:+-$1}"
   rm -rf "$galaxy" && mkdir -p "$galaxy"
   ansible-galaxy collection build --force --output-path "$galaxy" . >/dev/null
   ansible-galaxy collection install --force --no-deps -p "$galaxy/collections" "$galaxy"/*.tar.gz >/dev/null
@@ -54,35 +56,48 @@ install_tarball() {
 }
 
 up() {
-  local expect_unchanged="" hosts_ready="" playbooks=playbooks a
+  local expect_unchanged="" hosts_ready="" installed="" only="" playbooks=playbooks
   local -a extra=()
-  for a in "$@"; do
-    case "$a" in
+  while [ "$#" -gt 0 ]; do
+    case "$1" in
       --expect-unchanged) expect_unchanged=1 ;;
       --hosts-ready) hosts_ready=1 ;;
-      --installed)
-        ANSIBLE_COLLECTIONS_PATH="$(install_tarball)"
-        export ANSIBLE_COLLECTIONS_PATH
-        playbooks="$ANSIBLE_COLLECTIONS_PATH/ansible_collections/synchrony/hailo_pipeline/playbooks"
-        # No git checkout around the installed sources: the revision is given, as a Galaxy user would.
-        extra=(-e "sidecar_image_revision=$(PRINT_REVISION=1 bash images/runtime/build.sh)")
-        echo "lab: playbooks from the installed collection tarball (${playbooks#"$ROOT"/})"
+      --installed) installed=1 ;;
+      --only)
+        only="${2:-}"
+        [[ "$only" =~ ^(gpusrv|pi)$ ]] || { echo "lab: --only gpusrv or --only pi" >&2; exit 2; }
+        shift
         ;;
-      *) echo "usage: $0 up [--expect-unchanged] [--installed] [--hosts-ready]" >&2; exit 2 ;;
+      *) echo "usage: $0 up [--expect-unchanged] [--installed] [--hosts-ready] [--only gpusrv|pi]" >&2; exit 2 ;;
     esac
+    shift
   done
+  if [ -n "$installed" ]; then
+    ANSIBLE_COLLECTIONS_PATH="$(install_tarball "$only")"
+    export ANSIBLE_COLLECTIONS_PATH
+    playbooks="$ANSIBLE_COLLECTIONS_PATH/ansible_collections/synchrony/hailo_pipeline/playbooks"
+    # No git checkout around the installed sources: the revision is given, as a Galaxy user would.
+    extra=(-e "sidecar_image_revision=$(PRINT_REVISION=1 bash images/runtime/build.sh)")
+    echo "lab: playbooks from the installed collection tarball (${playbooks#"$ROOT"/})"
+  fi
   if [ -z "$hosts_ready" ]; then hosts; fi
   # The stand-in runner contacts nothing: any token will do (production: the real one, from the
   # environment).
-  step "playbooks/gpusrv.yml" env HAILO_RUNNER_TOKEN="${HAILO_RUNNER_TOKEN:-lab-registration-token}" \
-    ansible-playbook "$playbooks/gpusrv.yml" -i "$INV" "${extra[@]}"
-  # Both Pis in one batch (production: a canary first, pi_rollout_batches).
-  step "playbooks/pi.yml" ansible-playbook "$playbooks/pi.yml" -i "$INV" \
-    -e '{"pi_rollout_batches": ["100%"]}' -e "pi_rollout_report=$LAB/rollout.json"
-  stage_json >"$LAB/timings.jsonl"
-  python lab/scripts/summary.py --timings "$LAB/timings.jsonl"
+  if [ "$only" != pi ]; then
+    step "playbooks/gpusrv.yml" env HAILO_RUNNER_TOKEN="${HAILO_RUNNER_TOKEN:-lab-registration-token}" \
+      ansible-playbook "$playbooks/gpusrv.yml" -i "$INV" "${extra[@]}"
+  fi
+  if [ "$only" != gpusrv ]; then
+    # Both Pis in one batch (production: a canary first, pi_rollout_batches).
+    step "playbooks/pi.yml" ansible-playbook "$playbooks/pi.yml" -i "$INV" \
+      -e '{"pi_rollout_batches": ["100%"]}' -e "pi_rollout_report=$LAB/rollout.json"
+  fi
+  local timings="$LAB/timings${only:+-$only}.jsonl"
+  stage_json >"$timings"
+  # With --only, the other hosts may be under test meanwhile: no summary of the whole lab.
+  if [ -z "$only" ]; then python lab/scripts/summary.py --timings "$timings"; fi
   if [ -n "$expect_unchanged" ]; then
-    python - "$LAB/timings.jsonl" <<'PY'
+    python - "$timings" <<'PY'
 import json, sys
 changed = [s for s in map(json.loads, open(sys.argv[1])) if s["step"].startswith("playbooks/") and s["changed"] != 0]
 for s in changed:
@@ -104,5 +119,5 @@ case "${1:-up}" in
   up) shift; up "$@" ;;
   hosts) hosts ;;
   down) down ;;
-  *) echo "usage: $0 [up [--expect-unchanged] [--installed] [--hosts-ready]|hosts|down]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up [--expect-unchanged] [--installed] [--hosts-ready] [--only gpusrv|pi]|hosts|down]" >&2; exit 2 ;;
 esac

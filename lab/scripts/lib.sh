@@ -126,7 +126,7 @@ stage_summary() {
   echo
   echo "=== summary"
   for i in "${!STAGE_NAMES[@]}"; do
-    printf '  %-34s %-16s %5ss\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" "${STAGE_TIMES[$i]}"
+    printf '  %-42s %-16s %5ss\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" "${STAGE_TIMES[$i]}"
     if [ "${STAGE_RESULTS[$i]}" = "pass" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   done
   echo "stages: $passed passed, $failed failed"

@@ -19,7 +19,7 @@ from typing import Any
 import ansible
 import pytest
 import yaml
-from labplay import GPUSRV, LAB, ROOT, host, play, release, smoke
+from labplay import GPUSRV, LAB, ROOT, STACK, host, play, release, smoke
 
 PI = "lab-pi-trixie"
 REMOTE = "ext::docker exec -i lab-gpusrv %S /srv/hailo-fleet/fleet.git"
@@ -84,6 +84,9 @@ def fleet() -> dict[str, Path]:
     host_vars = repo / "site" / "host_vars" / f"{PI}.yml"
     values = yaml.safe_load(host_vars.read_text())
     values["sidecar_stack_release_dir"] = "{{ inventory_dir }}/../releases/imu-encoder/1.0.0"
+    # A setting of the site's own that no earlier stage gives the Pi: the tag's run changes the Pi
+    # whatever the rollouts before left on it (the same release alone may already be in place).
+    values["sidecar_stack_mem_limit"] = "510m"
     host_vars.write_text(yaml.safe_dump(values))
     git(repo, "init", "-q", "-b", "main")
     for name, value in {"user.name": "release manager", "user.email": "release@lab.internal",
@@ -149,6 +152,9 @@ def test_a_signed_tag_is_applied_and_reported(fleet: dict[str, Path]) -> None:
     assert outcome["changed"] > 0 and outcome["commit"] == git(fleet["repo"], "rev-parse", "HEAD").strip()
     # pi.yml ran on the Pi: it serves the tag's release.
     assert "smoke: 5 passed" in smoke(pi, "1.0.0", "lab-1")
+    container = pi.check_output(f"{STACK} ps -q hailo-inference-onnx")
+    memory = pi.check_output(f"docker inspect -f '{{{{.HostConfig.Memory}}}}' {container}")
+    assert memory == str(510 * 2**20), "the site's own setting (sidecar_stack_mem_limit 510m) is applied"
     assert report("fleet-1.0.0")["result"] == "deployed"
     seen_by_prometheus("deployed", since)
 
