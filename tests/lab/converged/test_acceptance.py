@@ -19,7 +19,11 @@ def test_acceptance_flow_on_a_lab_pi():
     pi = host(HOST)
     pi.run("mknod -m 0660 /dev/hailo0 c 1 3 && chgrp hailo /dev/hailo0")
     try:
-        run = play("playbooks/acceptance.yml", "--limit", HOST, "-e", "acceptance_bench_seconds=5")
+        # The sidecar's latency here is QEMU's on a shared 2-core machine, not a Pi 5's: the
+        # targets are set out of reach of the emulation (the verdict against real targets is
+        # tests/unit's, acceptance_report), so the one refusal left is the one the lab must get.
+        run = play("playbooks/acceptance.yml", "--limit", HOST, "-e", "acceptance_bench_seconds=5",
+                   "-e", "acceptance_p95_ms=60000", "-e", "acceptance_windows_per_s=0.1")  # fmt: skip
     finally:
         pi.run("rm -f /dev/hailo0")
     report = json.loads((LAB.parent / "acceptance" / f"{HOST}.json").read_text())
@@ -32,7 +36,7 @@ def test_acceptance_flow_on_a_lab_pi():
     assert "(streaming)               = 3987.1" in text and "(overall)                 = 0.61 ms" in text
     assert "PCIe link (target Gen3 8GT/s, x1): not known" in text
     assert "hailo errors in dmesg: " in text
-    assert "c=1" in text and ("MET" in text or "MISS" in text), "the sidecar benchmark's figures"
+    assert "c=1" in text and "MET   p95 latency, c=1" in text, "the sidecar benchmark's figures and verdicts"
     assert "fidelity probe (hailo-sidecar fidelity): not run" in text, "the lab's image has no HailoRT"
     assert f"{HOST} is not accepted" in run.text
     # The sidecar was started again.
