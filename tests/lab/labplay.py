@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -112,10 +114,16 @@ class BadRuns(NamedTuple):
     changed: list[str]  # snapshot lines (labplay.snapshot) that differ from before the runs
 
 
-def bad_variable_runs(h: Any, playbook: str, cases: dict[str, dict[str, Any]], *args: str) -> BadRuns:
-    """Every bad-variable run of PLAYBOOK at once (each stops in the preflight play, reading only),
-    and what changed on the host between just before and just after them."""
+def refused_runs(h: Any, cases: dict[str, Callable[[], Run]], workers: int = 4) -> BadRuns:
+    """Runs that must each be refused before they write anything, WORKERS at a time (reading only,
+    they cannot disturb each other), and what changed on host H between just before the first and
+    just after the last."""
     before = snapshot(h)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = dict(zip(cases, pool.map(lambda c: play(playbook, *args, extra=cases[c]), cases), strict=True))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        runs = dict(zip(cases, pool.map(lambda c: cases[c](), cases), strict=True))
     return BadRuns(runs, sorted(set(before.splitlines()) ^ set(snapshot(h).splitlines())))
+
+
+def bad_variable_runs(h: Any, playbook: str, cases: dict[str, dict[str, Any]], *args: str) -> BadRuns:
+    """Every bad-variable run of PLAYBOOK at once (each stops in the preflight play)."""
+    return refused_runs(h, {case: partial(play, playbook, *args, extra=e) for case, e in cases.items()})

@@ -4,20 +4,20 @@ refused by the role before anything is written (unsigned, unknown key, expired k
 manifest edited after signing, model edited after signing; three of these runs at a time, checked
 together for changes), or by the running sidecar's check of the candidate (golden windows not
 reproduced, wrong output shape), after which the role restores the pointer and removes the folder
-it placed. Only the sidecar_stack role runs (--tags), to keep
-the lab stage short; the canary case runs the fleet playbook with its batches."""
+it placed. Only the sidecar_stack role runs (--tags), to keep the lab stage short; the canary case
+runs the fleet playbook with its batches."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from labplay import LAB, PIS, host, play, release, smoke, snapshot
+from labplay import LAB, PIS, BadRuns, host, play, refused_runs, release, smoke, snapshot
 
 pytestmark = pytest.mark.timeout(1800)
 HOST = PIS[0]
@@ -93,10 +93,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def refused(pi: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[str]]:
-    """Every bad release of CASES deployed to the Pi, three runs at a time (each is refused before
-    anything is written, so they cannot disturb each other); the runs per case, and what changed on
-    the host between before the first and after the last (nothing, when each refusal is clean)."""
+def refused(pi: Any, tmp_path_factory: pytest.TempPathFactory) -> BadRuns:
+    """Every bad release of CASES deployed to the Pi, three runs at a time (labplay.refused_runs);
+    what changed counts the contents of state() too."""
     sources = {}
     for case, (edit, _, _) in CASES.items():
         tmp = tmp_path_factory.mktemp(case.replace(" ", "-"))
@@ -104,28 +103,21 @@ def refused(pi: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str
         if edit is not None:
             edit(sources[case], tmp)
     # The expired and revoked cases redeploy C itself: its folder is in place, and is checked again.
-    before, files = snapshot(pi), state(pi)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        runs = dict(zip(CASES, pool.map(lambda c: deploy(sources[c], **CASES[c][1]), CASES), strict=True))
-    after, files_after = snapshot(pi), state(pi)
-    changed = sorted(set(before.splitlines()) ^ set(after.splitlines()))
-    changed += [name for name in files if files[name] != files_after[name]]
-    return runs, changed
+    files = state(pi)
+    result = refused_runs(pi, {c: partial(deploy, sources[c], **CASES[c][1]) for c in CASES}, workers=3)
+    files_after = state(pi)
+    return result._replace(changed=result.changed + [n for n in files if files[n] != files_after[n]])
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_bad_signature_is_refused_before_anything_is_written(
-    refused: tuple[dict[str, Any], list[str]], case: str
-) -> None:
-    run = refused[0][case]
+def test_a_bad_signature_is_refused_before_anything_is_written(refused: BadRuns, case: str) -> None:
+    run = refused.runs[case]
     assert run.rc != 0, run.out[-3000:]
     assert CASES[case][2] in run.text, run.out[-3000:]
 
 
-def test_the_refused_releases_changed_nothing_on_the_host(
-    pi: Any, refused: tuple[dict[str, Any], list[str]]
-) -> None:
-    assert refused[1] == [], "the host changed"
+def test_the_refused_releases_changed_nothing_on_the_host(pi: Any, refused: BadRuns) -> None:
+    assert refused.changed == [], "the host changed"
     assert "smoke: 5 passed" in smoke(pi, "1.2.0", "lab-C")
 
 
