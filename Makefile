@@ -35,7 +35,7 @@ unit: ## Sidecar, compiler, stand-in and report unit tests, API and schemathesis
 images: ## The runtime image (linux/arm64) into $(REGISTRY) with images/runtime/build.sh; record build/images.json
 	@REGISTRY=$(REGISTRY) BUILD_CA=$(BUILD_CA) OUT=build/images.json bash images/runtime/build.sh
 
-molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=base)
+molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=default)
 	@bash scripts/test.sh molecule $(SCENARIO)
 
 infra: ## testinfra checks against an inventory's hosts (INVENTORY=, default the lab's)

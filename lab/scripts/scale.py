@@ -18,6 +18,7 @@ forks, ssh); memory is the peak of the summed resident size of its process tree,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -108,8 +109,28 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
             "recap": recap(out) or {}, "tail": out[-3000:]}  # fmt: skip
 
 
+INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def inotify_room(n: int) -> None:
+    """Each systemd host takes inotify instances of the machine's one per-user budget (Debian's
+    default 128 holds about 25 hosts next to the lab: the 26th host's systemd exits with 255 and
+    later hosts hang in boot). Raised for N hosts when it is lower, and said so."""
+    need = 128 + 8 * n
+    have = int(INOTIFY.read_text())
+    if have >= need:
+        return
+    try:
+        INOTIFY.write_text(str(need))
+    except OSError as e:
+        raise SystemExit(f"scale: {n} hosts need fs.inotify.max_user_instances >= {need} (it is {have}): "
+                         f"sysctl -w fs.inotify.max_user_instances={need} ({e})") from e  # fmt: skip
+    print(f"scale: fs.inotify.max_user_instances {have} -> {need} for {n} systemd hosts", flush=True)
+
+
 def hosts_up(n: int, pubkey: Path) -> dict[str, str]:
     """N hosts (scale-pi-001...) on the scale network: name -> address."""
+    inotify_room(n)
     if sh("docker", "network", "inspect", NETWORK, check=False).returncode != 0:
         sh("docker", "network", "create", "--subnet", "10.214.0.0/22", NETWORK)
     names = [f"{PREFIX}{i:03d}" for i in range(1, n + 1)]
@@ -125,7 +146,14 @@ def hosts_up(n: int, pubkey: Path) -> dict[str, str]:
            IMAGE)  # fmt: skip
     addresses = {}
     for name in names:
-        sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False)
+        # A host that does not settle in 3 minutes: sshd below decides.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(["docker", "exec", name, "systemctl", "is-system-running", "--wait"],
+                           capture_output=True, timeout=180, check=False)  # fmt: skip
+        if sh("docker", "inspect", "-f", "{{.State.Running}}", name).stdout.strip() != "true":
+            raise SystemExit(
+                f"scale: {name} stopped while booting: {sh('docker', 'logs', '--tail', '5', name).stdout}"
+            )
         deadline = time.monotonic() + 60
         while (
             sh("docker", "exec", name, "systemctl", "is-active", "ssh", check=False).stdout.strip()

@@ -5,8 +5,10 @@ Each bad input is refused with its reason; the lab runs the same script on the P
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -123,19 +125,52 @@ def test_unsigned_is_accepted_only_when_signatures_are_not_required(signed: dict
     assert verify(signed, require="false").returncode != 0
 
 
+def in_place(
+    incoming: Path, folder: Path, allowed: Path, revoked: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """verify-release.sh --in-place, as the role runs it (ansible.builtin.script): the incoming
+    manifest and signature base64-encoded in the environment, the keys as text."""
+    sig = incoming / "manifest.json.sig"
+    env = {
+        "PATH": os.environ["PATH"],
+        "RELEASE_MANIFEST_B64": base64.b64encode((incoming / "manifest.json").read_bytes()).decode(),
+        "RELEASE_SIGNATURE_B64": base64.b64encode(sig.read_bytes()).decode() if sig.exists() else "",
+        "RELEASE_ALLOWED_SIGNERS": allowed.read_text().strip(),
+        "RELEASE_REVOKED_KEYS": revoked,
+        "TMPDIR": str(folder.parent / "tmp"),
+    }
+    argv = ["sh", str(SCRIPT), "--in-place", str(folder), NS, "true"]
+    return subprocess.run(argv, capture_output=True, text=True, env=env)
+
+
 def test_files_are_checked_in_the_folder_already_in_place(signed: dict[str, Path]) -> None:
-    """The role stages only the incoming manifest and signature when the release's folder is in
-    place: the signature is the incoming one's, the files are the folder's."""
-    staged = signed["tmp"] / "stage"
-    staged.mkdir()
+    """When the release's folder is in place, only the incoming manifest and signature are
+    checked (--in-place, one run): the signature is the incoming one's, the files are the
+    folder's, the manifest must be the folder's own; the stage is removed."""
+    incoming = signed["tmp"] / "incoming"
+    incoming.mkdir()
+    (signed["tmp"] / "tmp").mkdir()
     for name in ("manifest.json", "manifest.json.sig"):
-        (staged / name).write_bytes((signed["release"] / name).read_bytes())
-    incoming = {**signed, "release": staged}
-    run = verify(incoming, files=signed["release"])
+        (incoming / name).write_bytes((signed["release"] / name).read_bytes())
+    run = in_place(incoming, signed["release"], signed["allowed"])
     assert run.returncode == 0 and run.stdout.count("(as signed)") == 3, run.stderr
+    run = in_place(incoming, signed["release"], signed["allowed"], signed["public"].read_text())
+    assert run.returncode != 0 and "with a revoked key" in run.stderr
+    # Another manifest, validly signed, under a name already in place: never swapped in.
+    m = json.loads((incoming / "manifest.json").read_text())
+    (incoming / "manifest.json").write_text(json.dumps({**m, "config_version": "other"}))
+    sign(signed["key"], incoming / "manifest.json")
+    run = in_place(incoming, signed["release"], signed["allowed"])
+    assert run.returncode != 0 and "in place with another manifest.json" in run.stderr, run.stderr
+    for name in ("manifest.json", "manifest.json.sig"):
+        (incoming / name).write_bytes((signed["release"] / name).read_bytes())
     (signed["release"] / "model.onnx").write_bytes(b"ONNX")  # changed on the host
-    run = verify(incoming, files=signed["release"])
+    run = in_place(incoming, signed["release"], signed["allowed"])
     assert run.returncode != 0 and "model.onnx has sha256" in run.stderr
-    other_key(incoming)  # the incoming manifest re-signed by an unknown key
-    run = verify(incoming, files=signed["release"])
+    other_key({**signed, "release": incoming})  # the incoming manifest re-signed by an unknown key
+    run = in_place(incoming, signed["release"], signed["allowed"])
     assert run.returncode != 0 and "not in the allowed signers" in run.stderr
+    (incoming / "manifest.json.sig").unlink()  # unsigned, signatures required
+    run = in_place(incoming, signed["release"], signed["allowed"])
+    assert run.returncode != 0 and "unsigned" in run.stderr
+    assert list((signed["tmp"] / "tmp").iterdir()) == [], "a stage was left behind"

@@ -8,7 +8,36 @@
 #      in FILES_DIR (default DIR: the release folder already on the host when only the incoming
 #      manifest and signature were staged).
 # Prints what it checked; exits 1 naming the first problem. Reads only.
+#
+# verify-release --in-place FOLDER NAMESPACE REQUIRE_SIGNATURE: the same checks for a release whose
+# folder is already on the host, in one run (the role's every run after the first): the incoming
+# manifest and signature come base64-encoded in RELEASE_MANIFEST_B64 and RELEASE_SIGNATURE_B64 (empty:
+# unsigned), the keys in RELEASE_ALLOWED_SIGNERS and RELEASE_REVOKED_KEYS; they are staged in a
+# temporary folder of its own, removed on exit. FOLDER's files are checked against the incoming
+# signed manifest, which must also be FOLDER's own manifest (a release folder never changes).
 set -eu
+
+if [ "${1:-}" = --in-place ]; then
+  folder="$2"
+  stage="$(mktemp -d)"
+  trap 'rm -rf "$stage"' EXIT
+  mkdir "$stage/release"
+  printf '%s' "${RELEASE_MANIFEST_B64:?}" | base64 -d >"$stage/release/manifest.json"
+  if [ -n "${RELEASE_SIGNATURE_B64:-}" ]; then
+    printf '%s' "$RELEASE_SIGNATURE_B64" | base64 -d >"$stage/release/manifest.json.sig"
+  fi
+  : >"$stage/allowed_signers"
+  : >"$stage/revoked_keys"
+  [ -z "${RELEASE_ALLOWED_SIGNERS:-}" ] || printf '%s\n' "$RELEASE_ALLOWED_SIGNERS" >"$stage/allowed_signers"
+  [ -z "${RELEASE_REVOKED_KEYS:-}" ] || printf '%s\n' "$RELEASE_REVOKED_KEYS" >"$stage/revoked_keys"
+  sh "$0" "$stage/release" "$3" "$4" "$stage/allowed_signers" "$stage/revoked_keys" "$folder"
+  if ! cmp -s "$stage/release/manifest.json" "$folder/manifest.json"; then
+    echo "release $(basename "$folder"): $folder is in place with another manifest.json than this release's:" \
+      "a release folder never changes. Give the new release a version of its own." >&2
+    exit 1
+  fi
+  exit 0
+fi
 
 dir="$1" ns="$2" require="$3" allowed="$4" revoked_file="${5:-}" files_dir="${6:-$1}"
 why="$(mktemp)"
