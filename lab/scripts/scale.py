@@ -114,8 +114,8 @@ INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
 
 def inotify_room(n: int) -> None:
     """Each systemd host takes inotify instances of the machine's one per-user budget (Debian's
-    default 128 holds about 25 hosts next to the lab: the 26th host's systemd exits with 255 and
-    later hosts hang in boot). Raised for N hosts when it is lower, and said so."""
+    default 128 held 23 hosts next to the lab: from the 24th on, systemd exited with 255, and
+    one that did start hung in boot). Raised for N hosts when it is lower, and said so."""
     need = 128 + 8 * n
     have = int(INOTIFY.read_text())
     if have >= need:
