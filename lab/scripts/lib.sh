@@ -2,6 +2,9 @@
 # The step runner of the lab's scripts (setup.sh, lab.sh) and the test command (scripts/test.sh).
 #   run_step NAME DESC   a quiet set-up step: step_NAME's output goes to a log, one line per step
 #                        with its time, "cached" when it found nothing to do (setup.sh)
+#   run_steps NAME DESC [NAME DESC ...]
+#                        set-up steps that need nothing from each other, at the same time; the
+#                        same lines, in the order given (setup.sh)
 #   stage NAME CMD...    a visible step: its output on the terminal and, with STAGE_LOGS set, in
 #                        STAGE_LOGS/NAME.log; its time, result and (for a playbook) the sum of
 #                        changed= are recorded; stage_summary prints them (lab.sh, test.sh)
@@ -84,6 +87,56 @@ run_step() {
   else
     echo "done (${dt}s)"
   fi
+}
+
+# run_steps NAME DESC [NAME DESC ...]: each step_NAME in the background with a log of its own
+# (appended to the set-up log when it ends); a line per step in the order given, its time counted
+# from the start of them all. A failed step stops the others and the script.
+run_steps() {
+  local dir t0 i rc pid ticker
+  local -a names=() descs=() step_pids=()
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/hailo-lab-steps.XXXXXX")"
+  t0="$(date +%s)"
+  while [ "$#" -gt 1 ]; do names+=("$1"); descs+=("$2"); shift 2; done
+  for i in "${!names[@]}"; do
+    if [[ " ${HAILO_LAB_SKIP:-} " == *" ${names[$i]} "* ]]; then step_pids+=(""); continue; fi
+    # The subshell's own mark file: `cached` writes to whatever _STEP_MARK names there.
+    ( _STEP_MARK="$dir/$i.mark"; : >"$_STEP_MARK"; "step_${names[$i]}"; date +%s >"$dir/$i.end" ) \
+      >"$dir/$i.log" 2>&1 &
+    step_pids+=("$!")
+  done
+  for i in "${!names[@]}"; do
+    _STEP_N=$((_STEP_N + 1))
+    pid="${step_pids[$i]}"
+    if [ -z "$pid" ]; then
+      printf '[%2d] %-62s skipped\n' "$_STEP_N" "${descs[$i]}"
+      continue
+    fi
+    printf '[%2d] %-62s ' "$_STEP_N" "${descs[$i]}"
+    _progress "$pid" &
+    ticker=$!
+    rc=0
+    wait "$pid" || rc=$?
+    kill "$ticker" 2>/dev/null || true
+    wait "$ticker" 2>/dev/null || true
+    { echo "=== step ${names[$i]}"; cat "$dir/$i.log"; } >>"$_STEP_LOG"
+    if [ "$rc" -ne 0 ]; then
+      echo "FAILED"
+      for pid in "${step_pids[@]}"; do
+        if [ -n "$pid" ]; then pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; fi
+      done
+      tail -n 25 "$dir/$i.log" >&2
+      rm -rf "$dir"
+      die "step '${names[$i]}' failed (full log: $_STEP_LOG)"
+    fi
+    if [ -s "$dir/$i.mark" ]; then
+      _STEP_CACHED=$((_STEP_CACHED + 1))
+      echo "cached"
+    else
+      echo "done ($(($(cat "$dir/$i.end") - t0))s)"
+    fi
+  done
+  rm -rf "$dir"
 }
 
 summary() {
