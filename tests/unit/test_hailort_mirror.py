@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,13 @@ def test_sets_as_json_are_the_sets_as_arguments(mirror: dict[str, Any], tmp_path
     assert packages(mirror["root"], "bookworm", "amd64") == by_args
     rc, err = mirror["run"]("sync", "--sets-json", '[{"hailort": ""}, 3]', sets=())
     assert rc == 2 and "--sets-json" in err
+
+
+def test_no_gpg_agent_outlives_a_run(mirror: dict[str, Any]) -> None:
+    # gpg starts an agent for the key's home when it signs; a timer's sync must not leave one.
+    assert mirror["run"]("sync")[0] == 0
+    home = mirror["state"] / "gnupg"
+    path = subprocess.run(["gpgconf", "--homedir", str(home), "--list-dirs", "agent-socket"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    with socket.socket(socket.AF_UNIX) as agent, pytest.raises(OSError):
+        agent.connect(path)

@@ -293,7 +293,6 @@ def cmd_key(a: argparse.Namespace) -> dict:
         root.mkdir(parents=True, exist_ok=True)
         public.write_text(exported)
         changed = True
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
     fingerprint = [ln.split(":")[9] for ln in gpg(state, "--list-keys", "--with-colons").splitlines()
                    if ln.startswith("fpr:")][:1]  # fmt: skip
     return {"changed": changed, "fingerprint": fingerprint[0] if fingerprint else ""}
@@ -321,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     except (MirrorError, OSError) as err:
         print(f"hailort_mirror: {err}", file=sys.stderr)
         return 2
+    finally:
+        # gpg starts an agent for the key's home that outlives this run: stop it (a timer's
+        # sync would otherwise leave one behind on GPUSrv, a test run one per state folder).
+        home = Path(a.state) / "gnupg"
+        if home.is_dir():
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                           capture_output=True, check=False)  # fmt: skip
     print(json.dumps(result, sort_keys=True))
     return 0
 
