@@ -24,10 +24,8 @@ die() {
 }
 
 _STEP_LOG="${HAILO_LAB_LOG:-${TMPDIR:-/tmp}/hailo-lab-setup.log}"
-_STEP_MARK="$(mktemp "${TMPDIR:-/tmp}/hailo-lab-step.XXXXXX")"
-trap 'rm -f "$_STEP_MARK"' EXIT
 
-# Called by a set-up step that found nothing to do.
+# Called by a set-up step that found nothing to do (run_steps gives each step its mark file).
 cached() { echo 1 >"$_STEP_MARK"; }
 
 # wait_for LABEL SECONDS CMD...: retries CMD once a second until it succeeds or time runs out.
@@ -53,45 +51,13 @@ _progress() {
 }
 
 # run_step NAME DESCRIPTION: runs step_NAME unless NAME is in HAILO_LAB_SKIP.
-run_step() {
-  local name="$1" desc="$2" t0 dt pid ticker rc
-  _STEP_N=$((_STEP_N + 1))
-  if [[ " ${HAILO_LAB_SKIP:-} " == *" $name "* ]]; then
-    printf '[%2d] %-62s skipped\n' "$_STEP_N" "$desc"
-    return
-  fi
-  printf '[%2d] %-62s ' "$_STEP_N" "$desc"
-  : >"$_STEP_MARK"
-  t0="$(date +%s)"
-  echo "=== step $name" >>"$_STEP_LOG"
-  # Each step runs in a subshell with its output in the log; a failure shows the log's tail.
-  ("step_$name") >>"$_STEP_LOG" 2>&1 &
-  pid=$!
-  _progress "$pid" &
-  ticker=$!
-  # Both waits are guarded: under set -e a failed step (or the ticker's SIGTERM, 143) would
-  # end the script before it reports.
-  rc=0
-  wait "$pid" || rc=$?
-  kill "$ticker" 2>/dev/null || true
-  wait "$ticker" 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "FAILED"
-    tail -n 25 "$_STEP_LOG" >&2
-    die "step '$name' failed (full log: $_STEP_LOG)"
-  fi
-  dt=$(($(date +%s) - t0))
-  if [ -s "$_STEP_MARK" ]; then
-    _STEP_CACHED=$((_STEP_CACHED + 1))
-    echo "cached"
-  else
-    echo "done (${dt}s)"
-  fi
-}
+run_step() { run_steps "$1" "$2"; }
 
 # run_steps NAME DESC [NAME DESC ...]: each step_NAME in the background with a log of its own
 # (appended to the set-up log when it ends); a line per step in the order given, its time counted
-# from the start of them all. A failed step stops the others and the script.
+# from the start of them all, "cached" when it found nothing to do. A failed step shows its log's
+# tail and stops the others and the script. Both waits are guarded: under set -e a failed step
+# (or the ticker's SIGTERM, 143) would end the script before it reports.
 run_steps() {
   local dir t0 i rc pid ticker
   local -a names=() descs=() step_pids=()
