@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`, run by .ci/run): brings up what the tests need
-# (set-up: dockerd, registry, venv, host images), then three groups at once: the lab; the runtime
-# image (its arm64 base, then linux/arm64, pushed) followed by lint, unit + API tests and the image
-# and Compose checks; Molecule's scenario (extensions/molecule/default: the base role).
+# (set-up: dockerd, registry, images, venv), then lint, unit + API tests, the runtime image
+# (linux/arm64, pushed; image and Compose checks), the lab and Molecule's
+# scenario (extensions/molecule/default: the base role).
 # The lab stage proves the playbooks on the lab's hosts (lab/README.md):
 #   1. bare hosts: both playbooks and every role's phases in check mode (tests/lab/bare)
 #   2. `make lab`, the README's main job, cold
@@ -65,8 +65,6 @@ lab() {
   # A cold lab: one left running is removed first.
   bash lab/scripts/lab.sh down >/dev/null 2>&1 || true
   stage "lab: bare hosts, check mode" lab_bare || rc=1
-  # `make lab` pushes the runtime image: under `make test` the checks group builds it meanwhile.
-  if [ "$rc" -eq 0 ] && [ -n "${IMAGE_READY:-}" ]; then stage "lab: wait for the runtime image" image_ready || rc=1; fi
   if [ "$rc" -eq 0 ]; then stage "lab: make lab (cold)" bash lab/scripts/lab.sh up --hosts-ready || rc=1; fi
   if [ "$rc" -eq 0 ]; then
     # Before the two sides: it reads both sides' hosts, which their tests break and repair.
@@ -83,37 +81,8 @@ lab() {
 }
 
 # `make lab`'s first steps (hosts, scaffolding), then both playbooks and each role's phases in
-# check mode on the bare hosts. Under `make test` the arm64 base image is the checks group's
-# (HAILO_LAB_SKIP: set-up leaves those steps to it).
-lab_bare() {
-  HAILO_LAB_SKIP="${IMAGE_READY:+$ARM64_STEPS}" bash lab/scripts/lab.sh hosts && "${PYTEST[@]}" tests/lab/bare
-}
-
-# The set-up steps that only the runtime image needs (QEMU debootstrap, the base in the registry).
-ARM64_STEPS="image_bookworm_arm64 base_in_registry"
-
-# The runtime image: its arm64 base (set-up's remaining steps), then `make images`; the result
-# goes to $IMAGE_READY for the lab, which waits for it before `make lab`.
-runtime_image() {
-  local rc=0
-  stage "runtime image (arm64 base, make images)" bash -c 'bash lab/scripts/setup.sh && make -s images' || rc=1
-  echo "$rc" >"$IMAGE_READY"
-  return "$rc"
-}
-
-image_ready() {
-  local i
-  for ((i = 0; i < 2400; i += 5)); do
-    if [ -s "$IMAGE_READY" ]; then
-      [ "$(cat "$IMAGE_READY")" = 0 ] && return 0
-      echo "lab: the runtime image stage failed (its output is in the checks group's)" >&2
-      return 1
-    fi
-    sleep 5
-  done
-  echo "lab: no runtime image after 40 minutes" >&2
-  return 1
-}
+# check mode on the bare hosts.
+lab_bare() { bash lab/scripts/lab.sh hosts && "${PYTEST[@]}" tests/lab/bare; }
 
 # The converged checks of GPUSrv; every other module in tests/lab/converged is the Pi side's.
 GPUSRV_CHECKS=(tests/lab/converged/test_gpusrv.py tests/lab/converged/test_gpusrv_guards.py
@@ -136,11 +105,9 @@ lab_pi_side() {
 }
 
 # The lab is the longest group: the other two yield the CPU to it (their processes, not the
-# containers Docker starts for them), the checks group once the runtime image the lab waits
-# for is built.
+# containers Docker starts for them).
 checks_group() {
   local rc=0
-  runtime_image || rc=1
   renice -n 10 -p "$BASHPID" >/dev/null || true
   stage lint lint || rc=1
   stage "unit + API tests" unit || rc=1
@@ -171,15 +138,12 @@ case "${1:-all}" in
   lab) lab; stage_summary ;;
   molecule) molecule_all "${2:-}"; stage_summary ;;
   all)
-    # What every group needs; the arm64 base only the runtime image does (the checks group's
-    # first stage, next to the lab's bare hosts).
-    stage setup env HAILO_LAB_SKIP="$ARM64_STEPS" bash lab/scripts/setup.sh || { stage_summary; exit 1; }
-    IMAGE_READY="$(mktemp -d "${TMPDIR:-/tmp}/hailo-image.XXXXXX")/result"
-    export IMAGE_READY
+    stage setup bash lab/scripts/setup.sh || { stage_summary; exit 1; }
+    # The image every later stage uses (cached per revision): built once, before they start.
+    stage "runtime image (make images)" make -s images || { stage_summary; exit 1; }
     # Three groups at once: the lab (the longest; it waits on containers, QEMU and apt much of
     # the time) next to the checks of this checkout and to Molecule's own hosts.
     together lab checks_group molecule_group
-    rm -rf "$(dirname "$IMAGE_READY")"
     stage_summary
     ;;
   *) echo "usage: $0 [all|lint|unit|images|infra [INVENTORY]|lab|molecule [SCENARIO]]" >&2; exit 2 ;;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The built-in lab: `make lab` (up), `make lab-down` (down). See lab/README.md.
-#   up      sets up what is missing (make setup), creates the lab's hosts (lab/inventory: one
-#           GPUSrv, two Pis, as containers), builds and pushes the runtime image (make images;
-#           cached per revision), runs playbooks/gpusrv.yml and playbooks/pi.yml against them as
+#   up      sets up what is missing (make setup), builds and pushes the runtime image (make
+#           images; cached per revision), creates the lab's hosts (lab/inventory: one GPUSrv, two
+#           Pis, as containers), runs playbooks/gpusrv.yml and playbooks/pi.yml against them as
 #           in production, and prints a summary (lab/scripts/summary.py). Run again, it changes
 #           nothing and says so (changed=0 per playbook). --expect-unchanged: fail when a
 #           playbook changed something (the test command's idempotence check). --installed: run
@@ -42,6 +42,7 @@ step() {
 hosts() {
   mkdir -p "$LAB"
   step "set-up (make setup)" bash lab/scripts/setup.sh
+  step "runtime image (make images)" make -s images
   step "lab hosts and scaffolding" ansible-playbook lab/playbooks/up.yml -i "$INV"
 }
 
@@ -83,8 +84,6 @@ up() {
   # The stand-in runner contacts nothing: any token will do (production: the real one, from the
   # environment).
   if [ "$only" != pi ]; then
-    # The image gpusrv.yml pushes, built here first (cached per revision: a second run builds nothing).
-    step "runtime image (make images)" make -s images
     step "playbooks/gpusrv.yml" env HAILO_RUNNER_TOKEN="${HAILO_RUNNER_TOKEN:-lab-registration-token}" \
       ansible-playbook "$playbooks/gpusrv.yml" -i "$INV" "${extra[@]}"
   fi

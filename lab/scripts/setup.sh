@@ -10,8 +10,7 @@
 # Environment:
 #   HAILO_LAB_STATE   state/log folder (default /var/lib/hailo-lab)
 #   HAILO_LAB_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
-#   HAILO_LAB_SKIP    space-separated step names to skip (e.g. "image_bookworm_arm64 base_in_registry":
-#                     the test command builds the arm64 base next to the lab's first stage)
+#   HAILO_LAB_SKIP    space-separated step names to skip (e.g. "image_bookworm_arm64 base_in_registry")
 #   HAILO_LAB_SUBNET  the lab network's subnet (default 10.213.0.0/24)
 set -euo pipefail
 
@@ -168,14 +167,8 @@ step_venv() {
   stamp="$ROOT/.venv/.hailo-stamp"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then cached; return; fi
   python3 -m venv "$ROOT/.venv"
-  # uv (pinned in the constraints) installs the same pinned set as pip would, in about half the
-  # time. It reads no pip.conf: an index given to pip in the environment is passed on. Bytecode
-  # compiled at install as pip does: where PYTHONDONTWRITEBYTECODE is set (CI machines), every
-  # ansible-playbook would otherwise compile Ansible from source at each start.
-  "$ROOT/.venv/bin/pip" install -q -c "$ROOT/requirements/constraints.txt" uv
-  if [ -n "${PIP_INDEX_URL:-}" ]; then export UV_DEFAULT_INDEX="${UV_DEFAULT_INDEX:-$PIP_INDEX_URL}"; fi
-  UV_LINK_MODE=copy "$ROOT/.venv/bin/uv" pip install -q --compile-bytecode --python "$ROOT/.venv/bin/python" \
-    -c "$ROOT/requirements/constraints.txt" -e "${ROOT}[dev]"
+  "$ROOT/.venv/bin/pip" install -q --upgrade pip
+  "$ROOT/.venv/bin/pip" install -q -c "$ROOT/requirements/constraints.txt" -e "${ROOT}[dev]"
   echo "$want" >"$stamp"
 }
 

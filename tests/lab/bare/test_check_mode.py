@@ -4,6 +4,7 @@ roles do it: roles/README.md, "Check mode"."""
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,13 +20,11 @@ pytestmark = pytest.mark.timeout(1800)
 @pytest.fixture(scope="module")
 def extra() -> dict[str, dict[str, Any]]:
     """What GPUSrv has not made yet on bare hosts, for the Pi play: a release compiled on the
-    controller (lab/playbooks/releases.yml; unsigned, GPUSrv has no release key yet), a runtime
-    image reference and, for the Pi that uses GPUSrv's HailoRT mirror, a key to check its entry
-    with (check mode installs nothing from it). A bare Pi has no Docker yet, so check mode pulls
-    nothing and only checks the reference's form: a digest-pinned one that names no image (the test
-    command builds the runtime image while this stage runs)."""
+    controller (lab/playbooks/releases.yml; unsigned, GPUSrv has no release key yet), the image
+    `make images` pushed (lab.sh hosts runs it) and, for the Pi that uses GPUSrv's HailoRT mirror,
+    a key to check its entry with (check mode installs nothing from it)."""
     assert play("lab/playbooks/releases.yml").rc == 0
-    image = "127.0.0.1:5000/hailo/sidecar@sha256:" + "0" * 64
+    image = json.loads((ROOT / "build" / "images.json").read_text())["ref"]
     pi = {"pi_rollout_batches": ["100%"], "sidecar_stack_release_dir": str(release("1.2.0")),
           "sidecar_stack_image": image,
           "hailort_apt_mirror_signed_by": (LAB / "apt" / "archive-key.asc").read_text(),
