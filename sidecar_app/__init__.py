@@ -1,10 +1,22 @@
 """hailo-sidecar: the /infer contract for EdgeInfer, served from stub, ONNX or Hailo backends."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
 # One source for the version: pyproject.toml (galaxy.yml repeats it; tests/unit/test_collection.py
-# checks that they agree). Installed, the package's metadata carries it.
-try:
-    __version__ = version("hailo-sidecar")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# checks that they agree). Installed, the package's metadata carries it. Read on first use
+# (`sidecar_app.__version__`, `from sidecar_app import __version__`), not at import: importing
+# importlib.metadata is most of what `hailo-sidecar probe` (the container healthcheck) would
+# cost, seconds of CPU per probe where the arm64 image runs under QEMU.
+
+
+def __getattr__(name: str) -> str:
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("hailo-sidecar")
+    except PackageNotFoundError:  # a source tree that was never installed
+        value = "0.0.0+unknown"
+    globals()["__version__"] = value
+    return value

@@ -9,8 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-
 
 def _serve(_: argparse.Namespace) -> int:
     import uvicorn
@@ -134,9 +132,23 @@ def _fidelity(args: argparse.Namespace) -> int:
     return fidelity_main(Path(args.hef), Path(args.out) if args.out else None)
 
 
+class _VersionAction(argparse.Action):
+    """--version, with the version read only when asked (sidecar_app/__init__.py says why)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")  # fmt: skip
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from . import __version__
+
+        print(__version__)  # on stdout, as argparse's own version action does
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hailo-sidecar", description=__doc__)
-    p.add_argument("--version", action="version", version=__version__)
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the HTTP server (settings from the environment)")
