@@ -22,8 +22,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 1
-# lab/bin: the docker CLI with a retry for a runc failure seen on the lab's machines (lab/bin/docker).
-export PATH="$ROOT/lab/bin:$ROOT/.venv/bin:$PATH"
+export PATH="$ROOT/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 export PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 # shellcheck source=lab/scripts/lib.sh
@@ -38,7 +37,7 @@ lint() {
   echo "--- ansible-lint"; ansible-lint --profile production --strict -q || rc=1
   echo "--- ruff";         ruff check . && ruff format --check . || rc=1
   echo "--- mypy";         mypy || rc=1
-  mapfile -t files < <(git ls-files '*.sh' .ci/run lab/bin)
+  mapfile -t files < <(git ls-files '*.sh' .ci/run)
   echo "--- shellcheck";   shellcheck -x "${files[@]}" || rc=1
   mapfile -t files < <(git ls-files '*Dockerfile*')
   echo "--- hadolint";     hadolint "${files[@]}" || rc=1

@@ -21,8 +21,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-# lab/bin: the docker CLI with a retry for a runc failure seen on the lab's machines (lab/bin/docker).
-export PATH="$ROOT/lab/bin:$ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg"
+export PATH="$ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 LAB="$ROOT/build/lab"
 INV=lab/inventory/hosts.yml
 export STAGE_LOGS="$LAB/logs"
