@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`, run by .ci/run): brings up what the tests need
-# (set-up: dockerd, registry, images, venv), then lint, unit + API tests, the runtime image
-# (linux/arm64, pushed; image and Compose checks), the lab and Molecule's
-# scenario (extensions/molecule/default: the base role).
+# (set-up: dockerd, registry, host images, venv) and the runtime image (linux/arm64, pushed),
+# then three groups at once: the lab; lint, unit + API tests and the image and Compose checks;
+# Molecule's scenario (extensions/molecule/default: the base role).
 # The lab stage proves the playbooks on the lab's hosts (lab/README.md):
 #   1. bare hosts: both playbooks and every role's phases in check mode (tests/lab/bare)
 #   2. `make lab`, the README's main job, cold
