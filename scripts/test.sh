@@ -64,6 +64,7 @@ lab() {
   local rc=0
   # A cold lab: one left running is removed first.
   bash lab/scripts/lab.sh down >/dev/null 2>&1 || true
+  rm -f build/docker-exec-retries.log
   stage "lab: bare hosts, check mode" lab_bare || rc=1
   if [ "$rc" -eq 0 ]; then stage "lab: make lab (cold)" bash lab/scripts/lab.sh up --hosts-ready || rc=1; fi
   if [ "$rc" -eq 0 ]; then
@@ -77,6 +78,11 @@ lab() {
     rm -rf build/lab-logs && cp -r build/lab/logs build/lab-logs && echo "lab: logs kept in build/lab-logs"
   fi
   stage "lab: make lab-down" bash lab/scripts/lab.sh down >/dev/null || rc=1
+  # The lab's connection ran again any docker exec that runc failed to start (lab/plugins/connection).
+  if [ -s build/docker-exec-retries.log ]; then
+    echo "lab: $(wc -l <build/docker-exec-retries.log) docker exec(s) that runc did not start were run again" \
+      "(build/docker-exec-retries.log)"
+  fi
   return "$rc"
 }
 

@@ -3,6 +3,7 @@ the lab made (build/lab)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,7 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import testinfra
+from testinfra.backend.docker import DockerBackend
+from testinfra.host import Host
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "build" / "lab"
@@ -63,9 +65,36 @@ def play(playbook: str | Path, *args: str, extra: dict[str, Any] | None = None,
     return Run(proc, time.monotonic() - start)
 
 
+def _lab_connection() -> Any:
+    # lab/plugins/connection/docker.py by path: its module name would shadow the docker SDK.
+    spec = importlib.util.spec_from_file_location("lab_connection", ROOT / "lab/plugins/connection/docker.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_connection = _lab_connection()
+
+
+class _LabDockerBackend(DockerBackend):
+    """testinfra's docker backend with the lab connection's retry: a `docker exec` that runc did
+    not start (its command never ran) is run again, up to the same number of tries."""
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> Any:
+        for attempt in range(1, _connection.TRIES + 1):
+            out = super().run(command, *args, **kwargs)
+            ran = not _connection.not_started(out.rc, out.stdout_bytes, out.stderr_bytes)
+            if ran or attempt == _connection.TRIES:
+                return out
+            _connection.note_retry(self.name, "testinfra", attempt)
+            time.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
+
+
 def host(name: str) -> Any:
     """A lab host through docker exec (the hosts are containers on this machine)."""
-    return testinfra.get_host(f"docker://{name}")
+    return Host(_LabDockerBackend(name))
 
 
 def image_record() -> dict[str, Any]:

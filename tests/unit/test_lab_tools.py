@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -118,3 +121,89 @@ def test_each_difference_is_reported(standin_run: Run) -> None:
         "push_past_queue",
         "driver version file form",
     ]
+
+
+# The lab's `docker` connection (lab/plugins/connection/docker.py), through ansible itself with
+# this checkout's ansible.cfg: a docker CLI test double first on PATH runs each `docker exec`'s
+# command here, after failing the first FAILS of them the way Docker reports runc's failure
+# (the message on the exec's stdout, exit 126).
+FAKE_DOCKER = r"""#!/bin/sh
+# Test double of the docker CLI for tests/unit/test_lab_tools.py: `docker exec [OPTS] NAME CMD...`
+[ "$1" = exec ] || exit 1
+shift
+while :; do case "$1" in -u | -e | -w) shift 2 ;; -*) shift ;; *) break ;; esac; done
+shift
+n=$(($(cat "$CALLS" 2>/dev/null || echo 0) + 1)); echo "$n" >"$CALLS"
+if [ "$n" -le "$FAILS" ]; then
+  cat >/dev/null
+  printf '%s\r\n' "$MESSAGE"
+  exit 126
+fi
+exec "$@"
+"""
+RUNC = ("OCI runtime exec failed: exec failed: unable to start container process: waiting for init "
+        "preliminary setup: read init-p: connection reset by peer: unknown")  # fmt: skip
+
+
+def fake_docker(tmp_path: Path, fails: int, message: str) -> dict[str, str]:
+    """The environment that puts the docker CLI double first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"), "FAILS": str(fails),
+            "MESSAGE": message, "LAB_EXEC_RETRY_LOG": str(tmp_path / "retries.log")}  # fmt: skip
+
+
+def ansible_through_fake_docker(tmp_path: Path, fails: int, message: str = RUNC) -> tuple[Any, int]:
+    env = {**os.environ, **fake_docker(tmp_path, fails, message), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+           "HOME": str(tmp_path)}  # fmt: skip
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "all", "-i", "lab-x,", "-v",
+         "-e", "ansible_connection=docker", "-e", f"ansible_python_interpreter={sys.executable}",
+         "-m", "ansible.builtin.command", "-a", "echo ran-in-the-container"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    return proc, int((tmp_path / "calls").read_text())
+
+
+def test_the_lab_connection_runs_again_an_exec_runc_did_not_start(tmp_path: Path) -> None:
+    proc, calls = ansible_through_fake_docker(tmp_path, fails=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ran-in-the-container" in proc.stdout
+    assert calls == 3
+    assert proc.stdout.count("runc did not start the exec") == 2, proc.stdout
+    assert len((tmp_path / "retries.log").read_text().splitlines()) == 2
+
+
+def test_the_lab_connection_gives_up_after_three_tries(tmp_path: Path) -> None:
+    proc, calls = ansible_through_fake_docker(tmp_path, fails=5)
+    assert proc.returncode != 0
+    assert calls == 3
+    assert "read init-p: connection reset by peer" in proc.stdout + proc.stderr
+
+
+def test_the_lab_connection_does_not_repeat_a_command_that_ran(tmp_path: Path) -> None:
+    # Exit 126 from the command itself (sh: cannot execute): it ran, so it is not run again.
+    proc, calls = ansible_through_fake_docker(tmp_path, fails=1, message="sh: 1: /opt/x: Permission denied")
+    assert proc.returncode != 0
+    assert calls == 1
+    assert "runc did not start the exec" not in proc.stdout
+
+
+@pytest.mark.parametrize(("fails", "rc", "calls"), [(2, 0, 3), (5, 126, 3)])
+def test_the_lab_tests_testinfra_hosts_retry_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: int, rc: int, calls: int
+) -> None:
+    for name, value in fake_docker(tmp_path, fails, RUNC).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    sys.path.insert(0, str(ROOT / "tests" / "lab"))
+    try:
+        import labplay
+    finally:
+        sys.path.remove(str(ROOT / "tests" / "lab"))
+    out = labplay.host("lab-x").run("echo ran-in-the-container")
+    assert (out.rc, int((tmp_path / "calls").read_text())) == (rc, calls)
+    assert ("ran-in-the-container" in out.stdout) == (rc == 0)
