@@ -5,8 +5,8 @@ from __future__ import annotations
 # One source for the version: pyproject.toml (galaxy.yml repeats it; tests/unit/test_collection.py
 # checks that they agree). Installed, the package's metadata carries it. Read on first use
 # (`sidecar_app.__version__`, `from sidecar_app import __version__`), not at import: importing
-# importlib.metadata was a quarter of what `hailo-sidecar probe` (the container healthcheck)
-# costs where the arm64 image runs under QEMU (0.7 of 3.1 s of CPU per probe).
+# importlib.metadata was a quarter of what the container healthcheck (then `hailo-sidecar probe`)
+# cost where the arm64 image runs under QEMU (0.7 of 3.1 s of CPU per probe).
 
 
 def __getattr__(name: str) -> str:

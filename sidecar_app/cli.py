@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from . import probe
 
 
 def _serve(_: argparse.Namespace) -> int:
@@ -40,29 +41,16 @@ def _smoke(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    import urllib.error
-    import urllib.request
+    from .probe import check, port_from_env
 
     port = args.port
     if port is None:
-        # PORT as the server reads it, without the settings model: pydantic's import costs
-        # seconds under QEMU, at every healthcheck.
-        raw = os.environ.get("PORT", "9000").strip()
-        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-            print(f"probe: PORT must be a port number (1-65535), not {raw!r}", file=sys.stderr)
+        try:
+            port = port_from_env()
+        except ValueError as exc:
+            print(f"probe: {exc}", file=sys.stderr)
             return 1
-        port = int(raw)
-    url = f"http://127.0.0.1:{port}{args.path}"
-    try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
-            status = resp.status
-    except urllib.error.HTTPError as err:
-        status = err.code
-    except OSError as exc:
-        print(f"probe: {url}: {exc}", file=sys.stderr)
-        return 1
-    print(f"probe: {url} HTTP {status}")
-    return 0 if status == 200 else 1
+    return check(port, args.path, args.timeout)
 
 
 def _versions(_: argparse.Namespace) -> int:
@@ -171,10 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=120.0)
     s.set_defaults(func=_wait_release)
 
-    s = sub.add_parser("probe", help="exit 0 when the local server answers 200 (container healthcheck)")
-    s.add_argument("--path", default="/readyz", choices=["/readyz", "/healthz"])
+    s = sub.add_parser(
+        "probe",
+        help="exit 0 when the local server answers 200 (the container healthcheck, "
+        "hailo-sidecar-probe, with options)",
+    )
+    s.add_argument("--path", default=probe.DEFAULT_PATH, choices=probe.PATHS)
     s.add_argument("--port", type=int, help="default: PORT from the environment (9000)")
-    s.add_argument("--timeout", type=float, default=4.0)
+    s.add_argument("--timeout", type=float, default=probe.DEFAULT_TIMEOUT)
     s.set_defaults(func=_probe)
 
     s = sub.add_parser("versions", help="print sidecar, Python, HailoRT and onnxruntime versions (JSON)")

@@ -38,7 +38,7 @@ def stub_stack(images: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
         "SIDECAR_HEALTH_TIMEOUT": "30s",
     }
     try:
-        # --wait returns once the container's own HEALTHCHECK (hailo-sidecar probe) passes.
+        # --wait returns once the container's own HEALTHCHECK (hailo-sidecar-probe) passes.
         compose(env, "--profile", "stub", "up", "-d", "--wait", "--wait-timeout", "240", timeout=300)
         yield env
     finally:

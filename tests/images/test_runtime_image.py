@@ -50,7 +50,7 @@ def test_config_user_port_healthcheck_labels(images: dict[str, Any]) -> None:
     c = cfg["Config"]
     assert c["User"] == "10001:10001", "the image must run as the fixed non-root uid"
     assert "9000/tcp" in c["ExposedPorts"]
-    assert c["Healthcheck"]["Test"][-3:] == ["probe", "--path", "/readyz"]
+    assert c["Healthcheck"]["Test"] == ["CMD", "hailo-sidecar-probe", "/readyz"]
     assert "HAILORT_LOGGER_PATH=NONE" in c["Env"], "HailoRT would write hailort.log into the tmpfs"
     labels = c["Labels"]
     assert labels["org.opencontainers.image.version"] == images["version"]

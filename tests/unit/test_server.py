@@ -166,31 +166,57 @@ def _probe(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 
-def test_probe_is_the_container_healthcheck(server):
+def test_the_probe_command_checks_the_local_server(server):
     ready = _probe(server.port)
     assert ready.returncode == 0 and "HTTP 200" in ready.stdout
     nothing = _probe(_free_port())
     assert nothing.returncode == 1 and "Connection refused" in nothing.stderr
 
 
-PROBE_FROM_ENV = (
-    "import sys; from sidecar_app.cli import main; rc = main(['probe']); "
-    "print('pydantic loaded' if 'pydantic' in sys.modules else 'pydantic not loaded'); "
-    "print('metadata loaded' if 'importlib.metadata' in sys.modules else 'metadata not loaded'); sys.exit(rc)"
+# The healthcheck as the image runs it (hailo-sidecar-probe), and what it imported.
+HEALTHCHECK = (
+    "import sys; from sidecar_app.probe import main; rc = main(sys.argv[1:]); "
+    "heavy = ('argparse', 'urllib.request', 'http.client', 'pydantic', 'importlib.metadata', "
+    "'sidecar_app.cli'); "
+    "print('loaded:', [m for m in heavy if m in sys.modules]); sys.exit(rc)"
 )
 
 
-def test_probe_reads_port_from_the_environment_without_the_settings_model(server):
-    """The healthcheck runs every 15 s, under QEMU on GPUSrv: it must not pay for pydantic."""
-    env = {**os.environ, "PORT": str(server.port)}
-    ok = subprocess.run([sys.executable, "-c", PROBE_FROM_ENV], env=env, capture_output=True, text=True)
+def _healthcheck(port: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", HEALTHCHECK, *args], env={**os.environ, "PORT": port},
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+
+
+def test_the_healthcheck_reads_port_from_the_environment_and_imports_little(server):
+    """The healthcheck runs at every interval, under QEMU on GPUSrv: no pydantic (settings), no
+    importlib.metadata (the version), no argparse or urllib (about a second of CPU there)."""
+    ok = _healthcheck(str(server.port), "/readyz")
     assert ok.returncode == 0 and "HTTP 200" in ok.stdout, ok.stdout + ok.stderr
-    assert "pydantic not loaded" in ok.stdout
-    # Nor for the package's version (importlib.metadata: about 0.7 s of CPU per probe under QEMU).
-    assert "metadata not loaded" in ok.stdout
-    bad = subprocess.run([sys.executable, "-c", PROBE_FROM_ENV], env={**env, "PORT": "90000"},
-                         capture_output=True, text=True)  # fmt: skip
+    assert "loaded: []" in ok.stdout
+    assert _healthcheck(str(server.port)).returncode == 0  # /readyz by default
+    bad = _healthcheck("90000")
     assert bad.returncode == 1 and "PORT must be a port number (1-65535), not '90000'" in bad.stderr
+    nothing = _healthcheck(str(_free_port()))
+    assert nothing.returncode == 1 and "Connection refused" in nothing.stderr
+    usage = _healthcheck(str(server.port), "/metrics")
+    assert usage.returncode == 2 and "usage: hailo-sidecar-probe [/readyz|/healthz]" in usage.stderr
+
+
+def test_the_healthcheck_refuses_an_answer_that_is_not_http() -> None:
+    import socket
+    import threading
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def answer() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+        threading.Thread(target=answer, daemon=True).start()
+        run = _healthcheck(str(listener.getsockname()[1]))
+    assert run.returncode == 1 and "not an HTTP response: b'SSH-2.0-OpenSSH_9.2" in run.stderr, run.stderr
 
 
 def test_version_option_prints_the_package_version() -> None:
@@ -208,3 +234,4 @@ def test_version_option_prints_the_package_version() -> None:
 def test_probe_fails_while_not_ready_but_alive(server):
     assert _probe(server.port).returncode == 1
     assert "HTTP 503" in _probe(server.port).stdout
+    assert _healthcheck(str(server.port)).returncode == 1
