@@ -51,7 +51,9 @@ install_tarball() {
   local galaxy="$LAB/galaxy${1:+-$1}"
   rm -rf "$galaxy" && mkdir -p "$galaxy"
   ansible-galaxy collection build --force --output-path "$galaxy" . >/dev/null
-  ansible-galaxy collection install --force --no-deps -p "$galaxy/collections" "$galaxy"/*.tar.gz >/dev/null
+  # The folder is the collections path of the runs that use it (ansible-galaxy warns otherwise).
+  ANSIBLE_COLLECTIONS_PATH="$galaxy/collections" \
+    ansible-galaxy collection install --force --no-deps -p "$galaxy/collections" "$galaxy"/*.tar.gz >/dev/null
   echo "$galaxy/collections"
 }
 
