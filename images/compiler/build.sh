@@ -2,8 +2,10 @@
 # The one build path of the compiler image (linux/amd64, on GPUSrv): the hef_compile role, the
 # release workflow and the image tests run this script. The DFC wheel is the user's: it comes in
 # through the `dfc` build context (a folder holding exactly one hailo_dataflow_compiler-*.whl)
-# and never lands in a layer. The image is tagged IMAGE_NAME:<DFC version>-<wheel sha256[:12]>;
-# an image of that tag already present is not built again.
+# and never lands in a layer. The image is tagged IMAGE_NAME:<DFC version>-<hash[:12]>, the hash
+# over the wheel and the sources the image is built from (SOURCES below): a new wheel or changed
+# compiler sources (a collection upgrade) build again; an image of that tag already present is
+# not built again.
 #
 # Usage: images/compiler/build.sh DFC_DIR
 # Settings (environment):
@@ -30,7 +32,14 @@ mapfile -t wheels < <(find "$dfc_dir" -maxdepth 1 -name 'hailo_dataflow_compiler
 [ "${#wheels[@]}" -eq 1 ] || die "$dfc_dir must hold exactly one hailo_dataflow_compiler-*.whl (found ${#wheels[@]})"
 wheel="${wheels[0]}"
 dfc_version="$(basename "$wheel" | cut -d- -f2)"
-image="${IMAGE_NAME:-hailo-compiler}:$dfc_version-$(sha256sum "$wheel" | cut -c1-12)"
+# What the Dockerfile copies in (compiled files excluded: a checkout may hold them, the role's
+# build context does not).
+SOURCES=(images/compiler/Dockerfile pyproject.toml README.md sidecar_app hef_compiler)
+digest="$({
+  sha256sum "$wheel" | cut -d' ' -f1
+  find "${SOURCES[@]}" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+} | sha256sum | cut -c1-12)"
+image="${IMAGE_NAME:-hailo-compiler}:$dfc_version-$digest"
 
 if docker image inspect "$image" >/dev/null 2>&1; then
   echo "compiler build: $image is present: nothing built"

@@ -74,11 +74,15 @@ def wheel(dest: Path, version: str = VERSION) -> Path:
     for name, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record.append(f"{name},sha256={digest},{len(data)}")
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
     path = dest / f"hailo_dataflow_compiler-{version}-py3-none-any.whl"
+    # The same bytes for the same stand-in, as a vendor's wheel file is: fixed times and modes
+    # (images/compiler/build.sh tags the image by the wheel's hash).
     with zipfile.ZipFile(path, "w") as z:
         for name, data in files.items():
-            z.writestr(name, data)
-        z.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o644 << 16
+            z.writestr(entry, data)
     return path
 
 

@@ -380,3 +380,52 @@ def test_all_problems_are_reported_at_once(
     assert run(inputs, "--hw-arch", "x", "--config-version", "", calib=bad_calib) == 2
     problems = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("  - ")]
     assert len(problems) == 3, problems
+
+
+# images/compiler/build.sh's tag, in check mode (CHECK=1 builds nothing) with a docker CLI double
+# that knows no image, from a copy of the sources as the hef_compile role unpacks them.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compiler_tag(context: Path, wheels: Path) -> str:
+    bin_dir = context / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "docker").write_text("#!/bin/sh\n# test double: no image is present\nexit 1\n")
+    (bin_dir / "docker").chmod(0o755)
+    env = {**os.environ, "CHECK": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(context / "images/compiler/build.sh"), str(wheels)], env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert "compiler build: would build" in run.stdout
+    return run.stdout.strip().splitlines()[-1]
+
+
+def test_the_compiler_image_tag_follows_the_wheel_and_the_sources(tmp_path: Path) -> None:
+    import shutil
+
+    context = tmp_path / "context"
+    for name in ("pyproject.toml", "README.md", "sidecar_app", "hef_compiler", "images/compiler"):
+        src, dst = ROOT / name, context / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    standin_dfc.wheel(wheels)
+    first = _compiler_tag(context, wheels)
+    assert first.startswith(f"hailo-compiler:{standin_dfc.VERSION}-")
+    # The stand-in wheel is the same bytes each time, as a vendor's file is.
+    standin_dfc.wheel(wheels)
+    (context / "hef_compiler" / "__pycache__").mkdir()
+    (context / "hef_compiler" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"compiled")
+    assert _compiler_tag(context, wheels) == first
+    # Changed compiler sources (a collection upgrade) build again.
+    with (context / "hef_compiler" / "cli.py").open("a") as f:
+        f.write("\n# changed\n")
+    changed = _compiler_tag(context, wheels)
+    assert changed != first
+    # So does another wheel.
+    standin_dfc.wheel(wheels, version="3.33.1")
+    (wheels / f"hailo_dataflow_compiler-{standin_dfc.VERSION}-py3-none-any.whl").unlink()
+    assert _compiler_tag(context, wheels).startswith("hailo-compiler:3.33.1-")
