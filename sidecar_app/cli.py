@@ -41,16 +41,7 @@ def _smoke(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from .probe import check, port_from_env
-
-    port = args.port
-    if port is None:
-        try:
-            port = port_from_env()
-        except ValueError as exc:
-            print(f"probe: {exc}", file=sys.stderr)
-            return 1
-    return check(port, args.path, args.timeout)
+    return probe.run(args.path, args.port, args.timeout)
 
 
 def _versions(_: argparse.Namespace) -> int:

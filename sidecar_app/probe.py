@@ -56,17 +56,24 @@ def check(port: int, path: str, timeout: float = DEFAULT_TIMEOUT) -> int:
     return 0 if status == 200 else 1
 
 
+def run(path: str = DEFAULT_PATH, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> int:
+    """The probe's exit status: PORT from the environment unless PORT is given."""
+    if port is None:
+        try:
+            port = port_from_env()
+        except ValueError as exc:
+            print(f"probe: {exc}", file=sys.stderr)
+            return 1
+    return check(port, path, timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) > 1 or (args and args[0] not in PATHS):
+        # 1, not the usual 2: Docker reserves a healthcheck's exit status 2.
         print(f"usage: hailo-sidecar-probe [{'|'.join(PATHS)}]  (port: PORT, default 9000)", file=sys.stderr)
-        return 2
-    try:
-        port = port_from_env()
-    except ValueError as exc:
-        print(f"probe: {exc}", file=sys.stderr)
         return 1
-    return check(port, args[0] if args else DEFAULT_PATH)
+    return run(args[0] if args else DEFAULT_PATH)
 
 
 if __name__ == "__main__":
