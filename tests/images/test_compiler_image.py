@@ -18,6 +18,10 @@ from dockerutil import ROOT, SIDECAR, sh
 sys.path.insert(0, str(ROOT / "lab" / "standins"))
 import standin_dfc
 
+# The first test builds the image (its fixture: up to 900 s, the build's own limit): under
+# QEMU-heavy neighbours a cold build took 261 s of the default 300 (ci-10 timed out at 300).
+pytestmark = pytest.mark.timeout(1200)
+
 
 @pytest.fixture(scope="module")
 def compiler_image(tmp_path_factory: pytest.TempPathFactory) -> str:
