@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,21 @@ from sidecar_app.app import create_app  # noqa: E402
 from sidecar_app.backends.base import file_sha256  # noqa: E402
 from sidecar_app.refmodel import reference_model, sample_windows  # noqa: E402
 from sidecar_app.settings import load_settings  # noqa: E402
+
+
+@pytest.fixture
+def on_path(tmp_path: Path) -> Callable[[str, str], dict[str, str]]:
+    """on_path(NAME, SCRIPT): a test double of the command NAME (a shell SCRIPT) first on PATH;
+    returns the environment entries that put it there."""
+    bin_dir = tmp_path / "bin"
+
+    def put(name: str, script: str) -> dict[str, str]:
+        bin_dir.mkdir(exist_ok=True)
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+        return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+    return put
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from sidecar_app.backends.onnx import OnnxBackend
 from sidecar_app.refmodel import calibration_set, reference_model
 
 pytestmark = pytest.mark.usefixtures("dfc")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -384,24 +387,16 @@ def test_all_problems_are_reported_at_once(
 
 # images/compiler/build.sh's tag, in check mode (CHECK=1 builds nothing) with a docker CLI double
 # that knows no image, from a copy of the sources as the hef_compile role unpacks them.
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _compiler_tag(context: Path, wheels: Path) -> str:
-    bin_dir = context / "fake-bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "docker").write_text("#!/bin/sh\n# test double: no image is present\nexit 1\n")
-    (bin_dir / "docker").chmod(0o755)
-    env = {**os.environ, "CHECK": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    run = subprocess.run(["bash", str(context / "images/compiler/build.sh"), str(wheels)], env=env,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+def _compiler_tag(context: Path, wheels: Path, path: dict[str, str]) -> str:
+    run = subprocess.run(["bash", str(context / "images/compiler/build.sh"), str(wheels)],
+                         env={**os.environ, "CHECK": "1", **path}, capture_output=True, text=True,
+                         check=True)  # fmt: skip
     assert "compiler build: would build" in run.stdout
     return run.stdout.strip().splitlines()[-1]
 
 
-def test_the_compiler_image_tag_follows_the_wheel_and_the_sources(tmp_path: Path) -> None:
-    import shutil
-
+def test_the_compiler_image_tag_follows_the_wheel_and_the_sources(tmp_path: Path, on_path: Any) -> None:
+    path = on_path("docker", "#!/bin/sh\n# test double of the docker CLI: no image is present\nexit 1\n")
     context = tmp_path / "context"
     for name in ("pyproject.toml", "README.md", "sidecar_app", "hef_compiler", "images/compiler"):
         src, dst = ROOT / name, context / name
@@ -413,19 +408,19 @@ def test_the_compiler_image_tag_follows_the_wheel_and_the_sources(tmp_path: Path
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     standin_dfc.wheel(wheels)
-    first = _compiler_tag(context, wheels)
+    first = _compiler_tag(context, wheels, path)
     assert first.startswith(f"hailo-compiler:{standin_dfc.VERSION}-")
     # The stand-in wheel is the same bytes each time, as a vendor's file is.
     standin_dfc.wheel(wheels)
     (context / "hef_compiler" / "__pycache__").mkdir()
     (context / "hef_compiler" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"compiled")
-    assert _compiler_tag(context, wheels) == first
+    assert _compiler_tag(context, wheels, path) == first
     # Changed compiler sources (a collection upgrade) build again.
     with (context / "hef_compiler" / "cli.py").open("a") as f:
         f.write("\n# changed\n")
-    changed = _compiler_tag(context, wheels)
+    changed = _compiler_tag(context, wheels, path)
     assert changed != first
     # So does another wheel.
     standin_dfc.wheel(wheels, version="3.33.1")
     (wheels / f"hailo_dataflow_compiler-{standin_dfc.VERSION}-py3-none-any.whl").unlink()
-    assert _compiler_tag(context, wheels).startswith("hailo-compiler:3.33.1-")
+    assert _compiler_tag(context, wheels, path).startswith("hailo-compiler:3.33.1-")

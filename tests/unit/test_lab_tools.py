@@ -145,20 +145,18 @@ RUNC = ("OCI runtime exec failed: exec failed: unable to start container process
         "preliminary setup: read init-p: connection reset by peer: unknown")  # fmt: skip
 
 
-def fake_docker(tmp_path: Path, fails: int, message: str) -> dict[str, str]:
+def fake_docker(tmp_path: Path, on_path: Any, fails: int, message: str) -> dict[str, str]:
     """The environment that puts the docker CLI double first on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text(FAKE_DOCKER)
-    (bin_dir / "docker").chmod(0o755)
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"), "FAILS": str(fails),
+    return {**on_path("docker", FAKE_DOCKER), "CALLS": str(tmp_path / "calls"), "FAILS": str(fails),
             "MESSAGE": message, "LAB_EXEC_RETRY_LOG": str(tmp_path / "retries.log")}  # fmt: skip
 
 
-def ansible_through_fake_docker(tmp_path: Path, fails: int, message: str = RUNC) -> tuple[Any, int]:
-    env = {**os.environ, **fake_docker(tmp_path, fails, message), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-           "HOME": str(tmp_path)}  # fmt: skip
+def ansible_through_fake_docker(
+    tmp_path: Path, on_path: Any, fails: int, message: str = RUNC
+) -> tuple[Any, int]:
+    env = {**os.environ, **fake_docker(tmp_path, on_path, fails, message),
+           "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "HOME": str(tmp_path)}  # fmt: skip
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "ansible"), "all", "-i", "lab-x,", "-v",
          "-e", "ansible_connection=docker", "-e", f"ansible_python_interpreter={sys.executable}",
@@ -168,8 +166,8 @@ def ansible_through_fake_docker(tmp_path: Path, fails: int, message: str = RUNC)
     return proc, int((tmp_path / "calls").read_text())
 
 
-def test_the_lab_connection_runs_again_an_exec_runc_did_not_start(tmp_path: Path) -> None:
-    proc, calls = ansible_through_fake_docker(tmp_path, fails=2)
+def test_the_lab_connection_runs_again_an_exec_runc_did_not_start(tmp_path: Path, on_path: Any) -> None:
+    proc, calls = ansible_through_fake_docker(tmp_path, on_path, fails=2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ran-in-the-container" in proc.stdout
     assert calls == 3
@@ -177,16 +175,18 @@ def test_the_lab_connection_runs_again_an_exec_runc_did_not_start(tmp_path: Path
     assert len((tmp_path / "retries.log").read_text().splitlines()) == 2
 
 
-def test_the_lab_connection_gives_up_after_three_tries(tmp_path: Path) -> None:
-    proc, calls = ansible_through_fake_docker(tmp_path, fails=5)
+def test_the_lab_connection_gives_up_after_three_tries(tmp_path: Path, on_path: Any) -> None:
+    proc, calls = ansible_through_fake_docker(tmp_path, on_path, fails=5)
     assert proc.returncode != 0
     assert calls == 3
     assert "read init-p: connection reset by peer" in proc.stdout + proc.stderr
 
 
-def test_the_lab_connection_does_not_repeat_a_command_that_ran(tmp_path: Path) -> None:
+def test_the_lab_connection_does_not_repeat_a_command_that_ran(tmp_path: Path, on_path: Any) -> None:
     # Exit 126 from the command itself (sh: cannot execute): it ran, so it is not run again.
-    proc, calls = ansible_through_fake_docker(tmp_path, fails=1, message="sh: 1: /opt/x: Permission denied")
+    proc, calls = ansible_through_fake_docker(
+        tmp_path, on_path, fails=1, message="sh: 1: /opt/x: Permission denied"
+    )
     assert proc.returncode != 0
     assert calls == 1
     assert "runc did not start the exec" not in proc.stdout
@@ -194,9 +194,9 @@ def test_the_lab_connection_does_not_repeat_a_command_that_ran(tmp_path: Path) -
 
 @pytest.mark.parametrize(("fails", "rc", "calls"), [(2, 0, 3), (5, 126, 3)])
 def test_the_lab_tests_testinfra_hosts_retry_the_same_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: int, rc: int, calls: int
+    tmp_path: Path, on_path: Any, monkeypatch: pytest.MonkeyPatch, fails: int, rc: int, calls: int
 ) -> None:
-    for name, value in fake_docker(tmp_path, fails, RUNC).items():
+    for name, value in fake_docker(tmp_path, on_path, fails, RUNC).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(time, "sleep", lambda _: None)
     sys.path.insert(0, str(ROOT / "tests" / "lab"))
