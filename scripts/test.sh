@@ -27,6 +27,8 @@ export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 export PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 # shellcheck source=lab/scripts/lib.sh
 . "$ROOT/lab/scripts/lib.sh"
+# The failed stages' reports, printed again above the summary (lib.sh's stage).
+STAGE_FAILURES="$(mktemp -d "${TMPDIR:-/tmp}/hailo-failures.XXXXXX")"
 
 PYTEST=(python -m pytest -q -p no:cacheprovider -rfE --tb=short --durations=10)
 

@@ -7,7 +7,8 @@
 #                        same lines, in the order given (setup.sh)
 #   stage NAME CMD...    a visible step: its output on the terminal and, with STAGE_LOGS set, in
 #                        STAGE_LOGS/NAME.log; its time, result and (for a playbook) the sum of
-#                        changed= are recorded; stage_summary prints them (lab.sh, test.sh)
+#                        changed= are recorded; stage_summary prints them, after the reports of
+#                        the failed stages when STAGE_FAILURES is set (lab.sh, test.sh)
 #   together GROUP...    runs groups of stages at the same time (each GROUP a function that calls
 #                        `stage`), each group's output into a log that is printed whole when the
 #                        group ends; the stages' results join the summary (test.sh)
@@ -109,9 +110,14 @@ summary() {
   echo "set-up: $_STEP_N steps, $_STEP_CACHED cached, $(($(date +%s) - _STEP_T0))s"
 }
 
-# stage NAME CMD...: returns CMD's exit status.
+# stage NAME CMD...: returns CMD's exit status. With STAGE_FAILURES set (a folder), a failed
+# stage's report (pytest's failures and short summary, else its output's last lines) is kept there
+# for stage_summary, which prints it again last: a long run's log may be cut in the middle, and
+# the failure is then still on its last screen (test.sh).
 stage() {
   local name="$1" t0 rc=0 log changed=null
+  local -
+  set -o pipefail # CMD's status, not tee's
   shift
   echo
   echo "=== $name"
@@ -119,16 +125,30 @@ stage() {
   if [ -n "${STAGE_LOGS:-}" ]; then
     mkdir -p "$STAGE_LOGS"
     log="$STAGE_LOGS/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | sed 's/-$//').log"
-    "$@" 2>&1 | tee "$log" || rc="${PIPESTATUS[0]}"
-    changed="$(python3 "$_LIB_DIR/recap.py" "$log")"
   else
-    "$@" || rc=$?
+    log="$(mktemp)"
   fi
+  "$@" 2>&1 | tee "$log" || rc="${PIPESTATUS[0]}"
+  if [ -n "${STAGE_LOGS:-}" ]; then changed="$(python3 "$_LIB_DIR/recap.py" "$log")"; fi
+  if [ "$rc" -ne 0 ] && [ -n "${STAGE_FAILURES:-}" ]; then
+    mkdir -p "$STAGE_FAILURES"
+    { echo "--- $name: FAIL (exit $rc); the end of its output:"; _failure_lines "$log"; } \
+      >"$STAGE_FAILURES/$(date +%s%N)"
+  fi
+  if [ -z "${STAGE_LOGS:-}" ]; then rm -f "$log"; fi
   STAGE_NAMES+=("$name")
   STAGE_TIMES+=("$(($(date +%s) - t0))")
   STAGE_CHANGED+=("$changed")
   if [ "$rc" -eq 0 ]; then STAGE_RESULTS+=("pass"); else STAGE_RESULTS+=("FAIL (exit $rc)"); fi
   return "$rc"
+}
+
+# _failure_lines LOG: pytest's report from its first FAILURES/ERRORS section, else the last lines;
+# at most 60 lines either way.
+_failure_lines() {
+  local from
+  from="$(grep -n -m1 -E '^=+ (FAILURES|ERRORS) =+$' "$1" | cut -d: -f1)"
+  if [ -n "$from" ]; then tail -n "+$from" "$1" | tail -n 60; else tail -n 30 "$1"; fi
 }
 
 # stage_json [FROM]: the stages (from index FROM on) as JSON lines {"step", "seconds", "changed", "result"}.
@@ -141,7 +161,13 @@ stage_json() {
 }
 
 stage_summary() {
-  local i failed=0 passed=0
+  local i failed=0 passed=0 f
+  if [ -n "${STAGE_FAILURES:-}" ] && [ -n "$(ls -A "$STAGE_FAILURES" 2>/dev/null)" ]; then
+    echo
+    echo "=== failed stages, again"
+    for f in "$STAGE_FAILURES"/*; do cat "$f"; done
+  fi
+  if [ -n "${STAGE_FAILURES:-}" ]; then rm -rf "$STAGE_FAILURES"; fi
   echo
   echo "=== summary"
   for i in "${!STAGE_NAMES[@]}"; do
@@ -156,18 +182,28 @@ stage_summary() {
 # logs are printed whole, in the order the groups finish, and every stage they ran joins this
 # shell's summary. Returns non-zero when any group failed.
 together() {
-  local dir f pid rc=0 start="${#STAGE_NAMES[@]}" step seconds changed result
+  local dir f p pid rc=0 start="${#STAGE_NAMES[@]}" step seconds changed result
   local -A pids=()
   dir="$(mktemp -d "${TMPDIR:-/tmp}/hailo-stages.XXXXXX")"
   for f in "$@"; do
-    ( "$f"; status=$?; stage_json "$start" >"$dir/$f.json"; exit "$status" ) >"$dir/$f.log" 2>&1 &
+    ( "$f"; status=$?; stage_json "$start" >"$dir/$f.json"; echo "$status" >"$dir/$f.rc"; exit "$status" ) \
+      >"$dir/$f.log" 2>&1 &
     pids[$!]="$f"
     echo "--- started: $f (its output follows when it ends)"
   done
   while [ "${#pids[@]}" -gt 0 ]; do
-    wait -n -p pid "${!pids[@]}" || rc=1
+    pid=""
+    wait -n -p pid "${!pids[@]}" 2>/dev/null
+    if [ -z "$pid" ]; then
+      # A group that ended while the previous one was printed may be gone from bash's job table
+      # ("wait: PID: no such job"): take one that is no longer running.
+      for p in "${!pids[@]}"; do if ! kill -0 "$p" 2>/dev/null; then pid="$p" && break; fi; done
+      if [ -z "$pid" ]; then sleep 1 && continue; fi
+    fi
     f="${pids[$pid]}"
     unset "pids[$pid]"
+    # Its status as it wrote it (a group the job table lost has no status from wait).
+    [ "$(cat "$dir/$f.rc" 2>/dev/null)" = 0 ] || rc=1
     echo
     echo "=============== $f (finished) ==============="
     cat "$dir/$f.log"
