@@ -28,6 +28,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from email.utils import formatdate
@@ -233,35 +234,39 @@ def build_repo(dest: Path, versions: tuple[str, ...] = ("4.23.0", "4.22.0")) -> 
     debs.append(_deb(pool, "linux-image-rpi-2712", "6.12.25-1+rpt1", {}))
     packages = "\n".join(_stanza(d, dest) for d in sorted(debs)).encode()
     home = Path(tempfile.mkdtemp(prefix="hailo-apt-gpg-"))
-    os.chmod(home, 0o700)
-    _gpg(
-        home,
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        "hailo-pipeline lab stand-in archive",
-        "ed25519",
-        "sign",
-        "never",
-    )
-    key = dest / "archive-key.asc"
-    key.write_text(_gpg(home, "--armor", "--export").stdout)
-    for suite in SUITES:
-        dist = dest / "dists" / suite
-        sums = []
-        for arch in ARCHES:
-            d = dist / "main" / f"binary-{arch}"
-            d.mkdir(parents=True, exist_ok=True)
-            for name, body in (("Packages", packages), ("Packages.gz", gzip.compress(packages, mtime=0))):
-                (d / name).write_bytes(body)
-                sums.append(f" {hashlib.sha256(body).hexdigest()} {len(body)} main/binary-{arch}/{name}")
-        (dist / "Release").write_text(
-            f"Origin: hailo-pipeline lab\nLabel: stand-in Raspberry Pi archive (Hailo packages)\n"
-            f"Suite: {suite}\nCodename: {suite}\nDate: {formatdate(usegmt=True)}\n"
-            f"Architectures: {' '.join(ARCHES)}\nComponents: main\nSHA256:\n" + "\n".join(sums) + "\n"
+    try:
+        os.chmod(home, 0o700)
+        _gpg(
+            home,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "hailo-pipeline lab stand-in archive",
+            "ed25519",
+            "sign",
+            "never",
         )
-        _gpg(home, "--clearsign", "--output", str(dist / "InRelease"), str(dist / "Release"))
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+        key = dest / "archive-key.asc"
+        key.write_text(_gpg(home, "--armor", "--export").stdout)
+        for suite in SUITES:
+            dist = dest / "dists" / suite
+            sums = []
+            for arch in ARCHES:
+                d = dist / "main" / f"binary-{arch}"
+                d.mkdir(parents=True, exist_ok=True)
+                for name, body in (("Packages", packages), ("Packages.gz", gzip.compress(packages, mtime=0))):
+                    (d / name).write_bytes(body)
+                    sums.append(f" {hashlib.sha256(body).hexdigest()} {len(body)} main/binary-{arch}/{name}")
+            (dist / "Release").write_text(
+                f"Origin: hailo-pipeline lab\nLabel: stand-in Raspberry Pi archive (Hailo packages)\n"
+                f"Suite: {suite}\nCodename: {suite}\nDate: {formatdate(usegmt=True)}\n"
+                f"Architectures: {' '.join(ARCHES)}\nComponents: main\nSHA256:\n" + "\n".join(sums) + "\n"
+            )
+            _gpg(home, "--clearsign", "--output", str(dist / "InRelease"), str(dist / "Release"))
+    finally:
+        # The signing key lives only as long as the build: agent stopped, home removed.
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
     return key
 
 

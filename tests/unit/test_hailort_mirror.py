@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,20 @@ def test_no_gpg_agent_outlives_a_run(mirror: dict[str, Any]) -> None:
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     with socket.socket(socket.AF_UNIX) as agent, pytest.raises(OSError):
         agent.connect(path)
+
+
+def test_the_standin_archive_keeps_no_signing_key_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its gpg home (the archive's private key) is removed once the archive is signed.
+    homes: list[str] = []
+    mkdtemp = tempfile.mkdtemp
+
+    def recorded(*args: Any, **kwargs: Any) -> str:
+        homes.append(mkdtemp(*args, **kwargs))
+        return homes[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded)
+    key = hailort_apt.build_repo(tmp_path / "apt", ("4.23.0",))
+    assert key.read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert homes and [h for h in homes if Path(h).exists()] == []
