@@ -62,26 +62,31 @@ step_docker_packages() {
   if docker_ready_tools; then cached; return; fi
   local pkgs target=""
   case "$OS_ID:$OS_CODENAME" in
-    debian:bookworm)
-      # bookworm's docker.io is 20.10 without buildx or compose v2: take Docker from trixie,
-      # pinned at priority 100 so nothing else on the machine moves to trixie.
-      $SUDO tee /etc/apt/sources.list.d/hailo-lab-trixie.sources >/dev/null <<SRC
+    debian:*)
+      pkgs="docker.io docker-cli docker-buildx docker-compose qemu-user-static"
+      # Where the machine's sources have no docker-buildx (bookworm: docker.io is 20.10, without
+      # buildx or compose v2), Docker comes from trixie, pinned at priority 100 so nothing else
+      # moves to trixie. Asked of apt, not of os-release: a bookworm machine that took packages
+      # from trixie may say it is trixie while its sources are still bookworm's.
+      $SUDO apt-get update -q
+      if [ -f /etc/apt/sources.list.d/hailo-lab-trixie.sources ] \
+        || ! apt-cache policy docker-buildx | grep -q 'Candidate: [0-9]'; then
+        $SUDO tee /etc/apt/sources.list.d/hailo-lab-trixie.sources >/dev/null <<SRC
 Types: deb
 URIs: ${MIRROR}
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-      $SUDO tee /etc/apt/preferences.d/hailo-lab-trixie >/dev/null <<PIN
+        $SUDO tee /etc/apt/preferences.d/hailo-lab-trixie >/dev/null <<PIN
 Package: *
 Pin: release n=trixie
 Pin-Priority: 100
 PIN
-      $SUDO apt-get update -q
-      target="-t trixie"
-      pkgs="docker.io docker-cli docker-buildx docker-compose qemu-user-static"
+        $SUDO apt-get update -q
+        target="-t trixie"
+      fi
       ;;
-    debian:*) pkgs="docker.io docker-cli docker-buildx docker-compose qemu-user-static" ;;
     ubuntu:*) pkgs="docker.io docker-buildx docker-compose-v2 qemu-user-static" ;;
     *) die "unsupported OS $OS_ID $OS_CODENAME (Debian 12/13 or Ubuntu 22.04/24.04 expected)" ;;
   esac
