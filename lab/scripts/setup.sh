@@ -146,7 +146,12 @@ step_registry() {
 # every lab host runs a Docker whose own default bridge takes that range inside the host.
 step_lab_network() {
   if docker network inspect "$LAB_NETWORK" >/dev/null 2>&1; then cached; return; fi
-  local gw
+  local gw dev
+  # An interface that already holds the subnet (a bridge left by a Docker whose state was
+  # removed) would take the replies meant for the lab's hosts: they could not even resolve names.
+  dev="$(ip -o route show "$LAB_SUBNET" 2>/dev/null | awk '{print $3; exit}')"
+  [ -z "$dev" ] || die "$LAB_SUBNET is already routed to $dev (a bridge left behind by an earlier" \
+    "Docker?): remove it (ip link delete $dev) or choose another subnet with HAILO_LAB_SUBNET"
   gw="$(python3 -c 'import ipaddress, sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$LAB_SUBNET")"
   docker network create --subnet "$LAB_SUBNET" --gateway "$gw" --label io.synchrony.hailo-lab=true \
     "$LAB_NETWORK" >/dev/null
