@@ -60,7 +60,7 @@ docker_ready_tools() {
 
 step_docker_packages() {
   if docker_ready_tools; then cached; return; fi
-  local pkgs target=""
+  local pkgs target="" trixie=/etc/apt/sources.list.d/hailo-lab-trixie.sources
   case "$OS_ID:$OS_CODENAME" in
     debian:*)
       pkgs="docker.io docker-cli docker-buildx docker-compose qemu-user-static"
@@ -69,9 +69,8 @@ step_docker_packages() {
       # moves to trixie. Asked of apt, not of os-release: a bookworm machine that took packages
       # from trixie may say it is trixie while its sources are still bookworm's.
       $SUDO apt-get update -q
-      if [ -f /etc/apt/sources.list.d/hailo-lab-trixie.sources ] \
-        || ! apt-cache policy docker-buildx | grep -q 'Candidate: [0-9]'; then
-        $SUDO tee /etc/apt/sources.list.d/hailo-lab-trixie.sources >/dev/null <<SRC
+      if [ -f "$trixie" ] || ! apt-cache policy docker-buildx | grep -q 'Candidate: [0-9]'; then
+        $SUDO tee "$trixie" >/dev/null <<SRC
 Types: deb
 URIs: ${MIRROR}
 Suites: trixie

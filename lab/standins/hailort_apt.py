@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -233,9 +232,8 @@ def build_repo(dest: Path, versions: tuple[str, ...] = ("4.23.0", "4.22.0")) -> 
     # A kernel metapackage as the archive has it (empty): what hailort_hold_kernel holds.
     debs.append(_deb(pool, "linux-image-rpi-2712", "6.12.25-1+rpt1", {}))
     packages = "\n".join(_stanza(d, dest) for d in sorted(debs)).encode()
-    home = Path(tempfile.mkdtemp(prefix="hailo-apt-gpg-"))
+    home = Path(tempfile.mkdtemp(prefix="hailo-apt-gpg-"))  # mode 0700, as gpg wants its home
     try:
-        os.chmod(home, 0o700)
         _gpg(
             home,
             "--passphrase",
