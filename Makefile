@@ -15,31 +15,31 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 lab: ## The main job on the built-in lab: GPUSrv + two Pis as containers, both playbooks, a summary
-	@bash lab/scripts/lab.sh up
+	@python3 lab/scripts/lab.py up
 
 lab-down: ## Remove the lab: its hosts, the tags it pushed, build/lab
-	@bash lab/scripts/lab.sh down
+	@python3 lab/scripts/lab.py down
 
 setup: ## Prepare this machine: venv, Docker, QEMU, registry, lab images (idempotent, cached)
 	@bash lab/scripts/setup.sh
 
 test: ## The test command (README, CI): set-up, lint, unit + API, images + Compose, the lab, Molecule
-	@bash scripts/test.sh
+	@python3 lab/scripts/test.py
 
 lint: ## All linters: ansible-lint, yamllint, ruff, mypy, hadolint, shellcheck, actionlint, the tarball's contents
-	@bash scripts/test.sh lint
+	@python3 lab/scripts/test.py lint
 
 unit: ## Sidecar, compiler, stand-in and report unit tests, API and schemathesis tests (pytest)
-	@bash scripts/test.sh unit
+	@python3 lab/scripts/test.py unit
 
 images: ## The runtime image (linux/arm64) into $(REGISTRY) with images/runtime/build.sh; record build/images.json
 	@REGISTRY=$(REGISTRY) BUILD_CA=$(BUILD_CA) OUT=build/images.json bash images/runtime/build.sh
 
 molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=default)
-	@bash scripts/test.sh molecule $(SCENARIO)
+	@python3 lab/scripts/test.py molecule $(SCENARIO)
 
 infra: ## testinfra checks against an inventory's hosts (INVENTORY=, default the lab's)
-	@bash scripts/test.sh infra $(INVENTORY)
+	@python3 lab/scripts/test.py infra $(INVENTORY)
 
 acceptance: ## Hardware acceptance of one real Pi: make acceptance INVENTORY=inventories/SITE/hosts.yml HOST=pi-0001
 	@test -n "$(INVENTORY)" -a -n "$(HOST)" || { echo "usage: make acceptance INVENTORY=... HOST=..." >&2; exit 2; }

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab" / "scripts"))
-from recap import recap  # noqa: E402  (the one reader of PLAY RECAP)
+from stages import ansible_stats_env, read_stats  # noqa: E402  (the run_stats callback's JSON)
 
 IMAGE = "hailo-lab/scale:bookworm"
 NETWORK = "hailo-scale"
@@ -84,7 +85,9 @@ def tree_rss_kib(pid: int) -> int:
 
 
 def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Runs CMD; wall seconds, controller CPU seconds, peak tree RSS (MiB), its PLAY RECAP."""
+    """Runs CMD; wall seconds, controller CPU seconds, peak tree RSS (MiB), its per-host counts."""
+    stats_file = Path(tempfile.mkdtemp(prefix="scale-")) / "stats.json"
+    env = {**env, **ansible_stats_env(stats_file, env)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -105,8 +108,10 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rss = round(peak[0] / 1024)
+    stats = read_stats(stats_file) or {}
+    shutil.rmtree(stats_file.parent, ignore_errors=True)
     return {"rc": proc.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mib": rss,
-            "recap": recap(out) or {}, "tail": out[-3000:]}  # fmt: skip
+            "stats": stats, "tail": out[-3000:]}  # fmt: skip
 
 
 INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
@@ -221,11 +226,11 @@ def main() -> int:
                 batches = '{"pi_rollout_batches": ["100%"]}'
                 cmd = [playbook, "playbooks/pi.yml", "-i", str(inv), "-e", batches, *runs[run]]
                 r = measured(cmd, env)
-                changed = sum(h["changed"] for h in r["recap"].values())
+                changed = sum(h["changed"] for h in r["stats"].values())
                 row = {"hosts": n, "run": run, "forks": min(a.forks, n), "rc": r["rc"],
                        "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "cpu_s_per_host": round(r["cpu_s"] / n, 2),
                        "wall_s_per_host": round(r["wall_s"] / n, 2), "peak_rss_mib": r["peak_rss_mib"],
-                       "changed": changed, "reached": len(r["recap"])}  # fmt: skip
+                       "changed": changed, "reached": len(r["stats"])}  # fmt: skip
                 results.append(row)
                 print(json.dumps(row), flush=True)
                 if r["rc"] != 0:

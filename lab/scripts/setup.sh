@@ -23,8 +23,103 @@ LAB_SUBNET="${HAILO_LAB_SUBNET:-10.213.0.0/24}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# shellcheck source=lab/scripts/lib.sh
-. "$ROOT/lab/scripts/lib.sh"
+# -- the step runner: one line per step with its time, "cached" when it found nothing to do ----
+_STEP_N=0
+_STEP_CACHED=0
+_STEP_T0="$(date +%s)"
+
+die() {
+  printf '\nERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+_STEP_LOG="${HAILO_LAB_LOG:-${TMPDIR:-/tmp}/hailo-lab-setup.log}"
+
+# Called by a set-up step that found nothing to do (run_steps gives each step its mark file).
+cached() { echo 1 >"$_STEP_MARK"; }
+
+# wait_for LABEL SECONDS CMD...: retries CMD once a second until it succeeds or time runs out.
+wait_for() {
+  local label="$1" secs="$2" i
+  shift 2
+  for ((i = 0; i < secs; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  die "$label did not come up within ${secs}s"
+}
+
+# A dot every 20 s on the terminal while a quiet step runs longer than that.
+_progress() {
+  local pid="$1"
+  while kill -0 "$pid" 2>/dev/null; do
+    # Not on the terminal's (or a pipe's) descriptors: when the ticker is killed, this sleep
+    # lives on for up to 20 s and would keep a `| tee` waiting.
+    sleep 20 >/dev/null 2>&1
+    kill -0 "$pid" 2>/dev/null && printf '.'
+  done
+}
+
+# run_step NAME DESCRIPTION: runs step_NAME unless NAME is in HAILO_LAB_SKIP.
+run_step() { run_steps "$1" "$2"; }
+
+# run_steps NAME DESC [NAME DESC ...]: each step_NAME in the background with a log of its own
+# (appended to the set-up log when it ends); a line per step in the order given, its time counted
+# from the start of them all, "cached" when it found nothing to do. A failed step shows its log's
+# tail and stops the others and the script. Both waits are guarded: under set -e a failed step
+# (or the ticker's SIGTERM, 143) would end the script before it reports.
+run_steps() {
+  local dir t0 i rc pid ticker
+  local -a names=() descs=() step_pids=()
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/hailo-lab-steps.XXXXXX")"
+  t0="$(date +%s)"
+  while [ "$#" -gt 1 ]; do names+=("$1"); descs+=("$2"); shift 2; done
+  for i in "${!names[@]}"; do
+    if [[ " ${HAILO_LAB_SKIP:-} " == *" ${names[$i]} "* ]]; then step_pids+=(""); continue; fi
+    # The subshell's own mark file: `cached` writes to whatever _STEP_MARK names there.
+    ( _STEP_MARK="$dir/$i.mark"; : >"$_STEP_MARK"; "step_${names[$i]}"; date +%s >"$dir/$i.end" ) \
+      >"$dir/$i.log" 2>&1 &
+    step_pids+=("$!")
+  done
+  for i in "${!names[@]}"; do
+    _STEP_N=$((_STEP_N + 1))
+    pid="${step_pids[$i]}"
+    if [ -z "$pid" ]; then
+      printf '[%2d] %-62s skipped\n' "$_STEP_N" "${descs[$i]}"
+      continue
+    fi
+    printf '[%2d] %-62s ' "$_STEP_N" "${descs[$i]}"
+    _progress "$pid" &
+    ticker=$!
+    rc=0
+    wait "$pid" || rc=$?
+    kill "$ticker" 2>/dev/null || true
+    wait "$ticker" 2>/dev/null || true
+    { echo "=== step ${names[$i]}"; cat "$dir/$i.log"; } >>"$_STEP_LOG"
+    if [ "$rc" -ne 0 ]; then
+      echo "FAILED"
+      for pid in "${step_pids[@]}"; do
+        if [ -n "$pid" ]; then pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; fi
+      done
+      tail -n 25 "$dir/$i.log" >&2
+      rm -rf "$dir"
+      die "step '${names[$i]}' failed (full log: $_STEP_LOG)"
+    fi
+    if [ -s "$dir/$i.mark" ]; then
+      _STEP_CACHED=$((_STEP_CACHED + 1))
+      echo "cached"
+    else
+      echo "done ($(($(cat "$dir/$i.end") - t0))s)"
+    fi
+  done
+  rm -rf "$dir"
+}
+
+summary() {
+  echo "set-up: $_STEP_N steps, $_STEP_CACHED cached, $(($(date +%s) - _STEP_T0))s"
+}
+
+# -- the steps ----------------------------------------------------------------------------------
 
 . /etc/os-release
 OS_ID="${ID}"

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--delete-tags", action="store_true", help="delete the lab GPUSrv's tags")
     ap.add_argument("--record", type=Path, default=LAB / "sidecar-image.json", help="the image record")
-    ap.add_argument("--timings", type=Path, help="JSON lines {step, seconds, changed} (lab.sh)")
+    ap.add_argument("--timings", type=Path, help="JSON lines {step, seconds, changed} (lab.py)")
     ap.add_argument("--out", type=Path, default=LAB / "summary.json")
     args = ap.parse_args(argv)
     if args.delete_tags:

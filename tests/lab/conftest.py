@@ -1,5 +1,5 @@
 """The lab's tests run against the lab's hosts (lab/inventory) after the steps of the test
-command's lab stage (scripts/test.sh): bare/ on the hosts as `lab.sh hosts` leaves them, converged/
+command's lab stage (lab/scripts/test.py): bare/ on the hosts as `lab.py hosts` leaves them, converged/
 after `make lab`, rollout/ last (it changes the release the Pis serve)."""
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,21 +25,23 @@ INVENTORY = ROOT / "lab" / "inventory" / "hosts.yml"
 GPUSRV = "lab-gpusrv"
 PIS = ["lab-pi-trixie", "lab-pi-bookworm"]
 sys.path.insert(0, str(ROOT / "lab" / "scripts"))
-from recap import recap  # noqa: E402  (lab/scripts: the one reader of PLAY RECAP)
+from stages import ansible_stats_env, read_stats  # noqa: E402  (the run_stats callback's JSON)
 
 
 class Run:
-    def __init__(self, proc: subprocess.CompletedProcess[str], seconds: float) -> None:
+    def __init__(self, proc: subprocess.CompletedProcess[str], seconds: float,
+                 stats: dict[str, dict[str, int]] | None) -> None:  # fmt: skip
         self.rc = proc.returncode
         self.out = proc.stdout + proc.stderr
         # Messages as one line: the callback folds long strings across lines.
         self.text = " ".join(self.out.split())
         self.seconds = seconds
-        self.recap = recap(proc.stdout) or {}
+        # host -> ok, changed, failures, unreachable, ... (empty when the run ended before its stats)
+        self.stats = stats or {}
 
     def changed(self, host: str) -> int:
-        assert host in self.recap, f"no recap line for {host}:\n{self.out[-3000:]}"
-        return self.recap[host]["changed"]
+        assert host in self.stats, f"no stats for {host}:\n{self.out[-3000:]}"
+        return self.stats[host]["changed"]
 
 
 def play(playbook: str | Path, *args: str, extra: dict[str, Any] | None = None,
@@ -60,9 +63,12 @@ def play(playbook: str | Path, *args: str, extra: dict[str, Any] | None = None,
     ]
     if extra:
         cmd += ["-e", json.dumps(extra)]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT)
-    return Run(proc, time.monotonic() - start)
+    with tempfile.TemporaryDirectory(prefix="labplay-") as tmp:
+        stats = Path(tmp) / "stats.json"
+        full_env.update(ansible_stats_env(stats, full_env))
+        start = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT)
+        return Run(proc, time.monotonic() - start, read_stats(stats))
 
 
 def _lab_connection() -> Any:

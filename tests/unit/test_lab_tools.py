@@ -207,26 +207,3 @@ def test_the_lab_tests_testinfra_hosts_retry_the_same_way(
     out = labplay.host("lab-x").run("echo ran-in-the-container")
     assert (out.rc, int((tmp_path / "calls").read_text())) == (rc, calls)
     assert ("ran-in-the-container" in out.stdout) == (rc == 0)
-
-
-def test_the_test_commands_summary_repeats_a_failed_stages_report() -> None:
-    # Groups run by `together` print their output whole when they end; a long run's log can be cut
-    # in the middle, so the summary must carry the failure itself (lab/scripts/lib.sh). Both groups
-    # end at once: the second may be gone from bash's job table when `together` waits for it.
-    script = f"""
-. {ROOT}/lab/scripts/lib.sh
-STAGE_FAILURES="$(mktemp -d)"
-failing() {{ seq 1 200; echo '==== FAILURES ===='; echo 'E   assert 503 == 200'; return 1; }}
-a() {{ stage fine true; stage "pi checks" failing; }}
-b() {{ stage other bash -c 'seq 1 40; exit 3'; }}
-together a b
-stage_summary; echo "rc=$?"; if test -e "$STAGE_FAILURES"; then echo left-behind; fi
-"""
-    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True, timeout=60)
-    out = run.stdout
-    recap = out[out.index("=== failed stages, again") :]
-    assert "--- pi checks: FAIL (exit 1)" in recap and "E   assert 503 == 200" in recap
-    assert "\n150\n" not in recap  # from pytest's FAILURES section on, not the whole output
-    assert "--- other: FAIL (exit 3)" in recap and "\n40\n" in recap and "\n10\n" not in recap
-    assert "fine" not in recap.split("=== summary")[0]
-    assert "stages: 1 passed, 2 failed" in out and "rc=1" in out and "left-behind" not in out

@@ -1,4 +1,4 @@
-"""Check mode on the lab's bare hosts (as `lab.sh hosts` leaves them, before any playbook): both
+"""Check mode on the lab's bare hosts (as `lab.py hosts` leaves them, before any playbook): both
 playbooks, and each role's phases alone (--tags <role>_<phase>), pass and change nothing. How the
 roles do it: roles/README.md, "Check mode"."""
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(1800)
 def extra() -> dict[str, dict[str, Any]]:
     """What GPUSrv has not made yet on bare hosts, for the Pi play: a release compiled on the
     controller (lab/playbooks/releases.yml; unsigned, GPUSrv has no release key yet), the image
-    `make images` pushed (lab.sh hosts runs it) and, for the Pi that uses GPUSrv's HailoRT mirror,
+    `make images` pushed (lab.py hosts runs it) and, for the Pi that uses GPUSrv's HailoRT mirror,
     a key to check its entry with (check mode installs nothing from it)."""
     assert play("lab/playbooks/releases.yml").rc == 0
     image = json.loads((ROOT / "build" / "images.json").read_text())["ref"]
@@ -95,7 +95,7 @@ def test_playbook_in_check_mode_on_bare_hosts(runs: dict[tuple[str, str], Any], 
     run = runs[(playbook, "")]
     assert run.rc == 0, run.out[-4000:]
     for name in PLAYBOOKS[playbook]:
-        assert run.recap[name]["failed"] == 0
+        assert run.stats[name]["failures"] == 0
 
 
 def test_each_role_phase_alone_in_check_mode(runs: dict[tuple[str, str], Any]) -> None:

@@ -1,0 +1,185 @@
+"""The project's test command (`make test`, run by .ci/run).
+
+Brings up what the tests need (set-up: dockerd, registry, host images, venv) and the runtime image
+(linux/arm64, pushed), then three groups at once: the lab; lint, unit + API tests and the image and
+Compose checks; Molecule's scenarios. The lab group proves the playbooks on the lab's hosts
+(lab/README.md):
+  1. bare hosts: both playbooks and every role's phases in check mode (tests/lab/bare)
+  2. `make lab`, the README's main job, cold
+  3. the testinfra suite for real hosts (tests/infra), then two sides at once, each ending with its
+     playbook run again from the collection tarball installed as a Galaxy user would (it must
+     report changed=0):
+     GPUSrv: the lab's checks of GPUSrv (runner, image, mirror, bad variables, the release key)
+     Pis: the lab's checks of the Pis (host state, HailoRT field failures, bad variables,
+     monitoring, the acceptance flow)
+  4. rollouts: a release that fails its smoke stops at the canary and is rolled back, a good one
+     reaches every Pi (tests/lab/rollout)
+  5. pull mode: a Pi's agent applies a signed tag from GPUSrv's fleet repository and refuses an
+     unsigned one and an older one (tests/lab/pull)
+  6. `make lab-down`
+Prints the time per stage and a closing summary (the failed stages' reports again above it).
+
+  test.py [all]                   everything, as CI runs it
+  test.py lint|unit|images|lab    one stage or group
+  test.py infra [INVENTORY]       the testinfra suite against an inventory (default the lab's)
+  test.py molecule [SCENARIO]     every Molecule scenario, or one
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stages import ROOT, VENV_BIN, Runner, env_with_venv, interruptible
+
+LAB = ROOT / "build" / "lab"
+LOGS = ROOT / "build" / "test-logs"
+LAB_PY = [sys.executable, "lab/scripts/lab.py"]
+# The converged checks of GPUSrv; every other module in tests/lab/converged is the Pi side's.
+GPUSRV_CHECKS = [
+    "tests/lab/converged/test_gpusrv.py",
+    "tests/lab/converged/test_gpusrv_guards.py",
+    "tests/lab/converged/test_release_key.py",
+]
+
+
+def tracked(*patterns: str) -> list[str]:
+    out = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, check=True, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def lint(r: Runner) -> bool:
+    """Every linter, each its own stage: one that fails does not hide the others."""
+    v = str(VENV_BIN)
+    checks = [
+        ("lint: yamllint", [f"{v}/yamllint", "--strict", "."]),
+        ("lint: ansible-lint", [f"{v}/ansible-lint", "--profile", "production", "--strict", "-q"]),
+        ("lint: ruff", ["bash", "-c", f"{v}/ruff check . && {v}/ruff format --check ."]),
+        ("lint: mypy", [f"{v}/mypy"]),
+        ("lint: shellcheck", [f"{v}/shellcheck", "-x", *tracked("*.sh", ".ci/run")]),
+        ("lint: hadolint", [f"{v}/hadolint", *tracked("*Dockerfile*")]),
+        ("lint: actionlint", [f"{v}/actionlint"]),
+    ]
+    return all([r.stage(name, cmd) for name, cmd in checks])
+
+
+def unit(r: Runner) -> bool:
+    return r.pytest("unit + API tests", "tests/unit")
+
+
+def images(r: Runner) -> bool:
+    return r.stage("runtime image (make images)", ["make", "-s", "images"]) and r.pytest(
+        "images + compose", "-rA", "tests/images"
+    )
+
+
+def infra(r: Runner, inventory: str = "lab/inventory/hosts.yml") -> bool:
+    return r.pytest("tests/infra", "-rA", "tests/infra", f"--ansible-inventory={inventory}")
+
+
+def lab(r: Runner) -> bool:
+    """The lab's stages. Each after the cold `make lab` works on the hosts it names; the GPUSrv
+    side and the Pi side run at the same time (their tests use the other side's services, never
+    its state), each ending with its playbook's idempotence run."""
+    # A cold lab: one left running is removed first.
+    subprocess.run([*LAB_PY, "down"], cwd=ROOT, env=env_with_venv(), capture_output=True)
+    (ROOT / "build" / "docker-exec-retries.log").unlink(missing_ok=True)
+    ok = r.stage("lab: bare hosts", [*LAB_PY, "hosts"]) and r.pytest(
+        "lab: bare hosts, check mode", "tests/lab/bare"
+    )
+    if ok:
+        ok = r.stage("lab: make lab (cold)", [*LAB_PY, "up", "--hosts-ready"])
+    if ok:
+        # Before the two sides: it reads both sides' hosts, which their tests break and repair.
+        ok = infra(r)
+        ok = r.together(partial(gpusrv_side, r), partial(pi_side, r)) and ok
+        ok = r.pytest("lab: rollouts", "tests/lab/rollout") and ok
+        ok = r.pytest("lab: pull mode", "tests/lab/pull") and ok
+    if not ok and (LAB / "logs").is_dir():
+        kept = ROOT / "build" / "lab-logs"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(LAB / "logs", kept)
+        r.say("lab: logs kept in build/lab-logs")
+    ok = r.stage("lab: make lab-down", [*LAB_PY, "down"]) and ok
+    # The lab's connection ran again any docker exec that runc failed to start (lab/plugins/connection).
+    retries = ROOT / "build" / "docker-exec-retries.log"
+    if retries.is_file() and retries.stat().st_size:
+        count = len(retries.read_text().splitlines())
+        r.say(f"lab: {count} docker exec(s) that runc did not start were run again (build/{retries.name})")
+    return ok
+
+
+def gpusrv_side(r: Runner) -> bool:
+    ok = r.pytest("lab: GPUSrv checks", *GPUSRV_CHECKS)
+    again = [*LAB_PY, "up", "--hosts-ready", "--expect-unchanged", "--installed", "--only", "gpusrv"]
+    return r.stage("lab: gpusrv.yml again, installed tarball", again) and ok
+
+
+def pi_side(r: Runner) -> bool:
+    ok = r.pytest("lab: Pi checks", "tests/lab/converged", *(f"--ignore={m}" for m in GPUSRV_CHECKS))
+    again = [*LAB_PY, "up", "--hosts-ready", "--expect-unchanged", "--installed", "--only", "pi"]
+    return r.stage("lab: pi.yml again, installed tarball", again) and ok
+
+
+def molecule(r: Runner, scenario: str | None = None) -> bool:
+    scenarios = (
+        [scenario]
+        if scenario
+        else sorted(p.parent.name for p in (ROOT / "extensions/molecule").glob("*/molecule.yml"))
+    )
+    results = [r.stage(f"molecule {s}", [str(VENV_BIN / "molecule"), "test", "-s", s]) for s in scenarios]
+    return all(results)
+
+
+def everything(r: Runner) -> bool:
+    if not r.stage("setup", ["bash", "lab/scripts/setup.sh"]):
+        return False
+    # The image every later stage uses (cached per revision): built once, before they start.
+    if not r.stage("runtime image (make images)", ["make", "-s", "images"]):
+        return False
+    # Three groups at once: the lab (the longest; it waits on containers, QEMU and apt much of the
+    # time) next to the checks of this checkout and to Molecule's own hosts. Those two yield the
+    # CPU to the lab (their commands run niced; the containers Docker starts for them do not).
+
+    def lab_group() -> bool:
+        return lab(r)
+
+    def checks_group() -> bool:
+        with r.niced():
+            ok = lint(r)
+            ok = unit(r) and ok
+            return r.pytest("images + compose", "-rA", "tests/images") and ok
+
+    def molecule_group() -> bool:
+        with r.niced():
+            return molecule(r)
+
+    return r.together(lab_group, checks_group, molecule_group)
+
+
+def main(argv: list[str]) -> int:
+    what, arg = [*argv, "all"][0], (argv[1] if len(argv) > 1 else None)
+    runner = Runner(logs=LOGS)
+    stages = {
+        "all": lambda: everything(runner),
+        "lint": lambda: lint(runner),
+        "unit": lambda: unit(runner),
+        "images": lambda: images(runner),
+        "infra": lambda: infra(runner, arg or "lab/inventory/hosts.yml"),
+        "lab": lambda: lab(runner),
+        "molecule": lambda: molecule(runner, arg),
+    }
+    if what not in stages:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with interruptible(runner):
+        stages[what]()
+        return 0 if runner.summary() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
