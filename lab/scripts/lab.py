@@ -77,7 +77,8 @@ def up(runner: Runner, args: argparse.Namespace) -> int:
     env: dict[str, str] = {}
     if args.installed:
         collections = install_tarball(args.only)
-        env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
+        # The installed collection first; the lab's own (synchrony.hailo_lab: its connection) after it.
+        env["ANSIBLE_COLLECTIONS_PATH"] = f"{collections}:{ROOT / '.ansible' / 'collections'}"
         playbooks = collections / "ansible_collections" / "synchrony" / "hailo_pipeline" / "playbooks"
         # No git checkout around the installed sources: the revision is given, as a Galaxy user would.
         build = ["bash", "images/runtime/build.sh"]

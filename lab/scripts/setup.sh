@@ -284,11 +284,14 @@ step_venv() {
 }
 
 step_collection_link() {
-  # Makes this checkout resolvable as the collection synchrony.hailo_pipeline (see ansible.cfg).
+  # Makes this checkout resolvable as the collection synchrony.hailo_pipeline (see ansible.cfg),
+  # and lab/ as synchrony.hailo_lab: the lab inventory's connection, synchrony.hailo_lab.docker
+  # (lab/plugins/connection), never part of what ships.
   local dir="$ROOT/.ansible/collections/ansible_collections/synchrony"
-  if [ -L "$dir/hailo_pipeline" ]; then cached; return; fi
+  if [ -L "$dir/hailo_pipeline" ] && [ -L "$dir/hailo_lab" ]; then cached; return; fi
   mkdir -p "$dir"
   ln -sfn ../../../.. "$dir/hailo_pipeline"
+  ln -sfn ../../../../lab "$dir/hailo_lab"
 }
 
 # debootstrap a minimal Debian, strip docs/man/locales, import it with its platform label.
@@ -366,7 +369,7 @@ main() {
     image_bookworm_amd64 "base image hailo-lab/debian:bookworm-amd64" \
     image_trixie_amd64 "base image hailo-lab/debian:trixie-amd64" \
     image_bookworm_arm64 "base image hailo-lab/debian:bookworm-arm64 (QEMU)"
-  run_step collection_link "collection synchrony.hailo_pipeline on the collections path"
+  run_step collection_link "collections synchrony.hailo_pipeline and .hailo_lab on the collections path"
   run_step base_in_registry "debian:bookworm-slim (amd64+arm64) in the lab registry"
   run_steps systemd_bookworm "host image hailo-lab/systemd:bookworm (lab, Molecule)" \
     systemd_trixie "host image hailo-lab/systemd:trixie (lab, Molecule)"

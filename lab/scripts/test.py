@@ -78,7 +78,10 @@ def images(r: Runner) -> bool:
 
 
 def infra(r: Runner, inventory: str = "lab/inventory/hosts.yml") -> bool:
-    return r.pytest("tests/infra", "-rA", "tests/infra", f"--ansible-inventory={inventory}")
+    # testinfra_lab: the lab inventory's connection is testinfra's docker backend (lab/scripts).
+    env = {"PYTHONPATH": str(ROOT / "lab" / "scripts")}
+    args = ["-p", "testinfra_lab", "-rA", "tests/infra", f"--ansible-inventory={inventory}"]
+    return r.pytest("tests/infra", *args, env=env)
 
 
 def lab(r: Runner) -> bool:

@@ -47,13 +47,15 @@ class Run:
 def play(playbook: str | Path, *args: str, extra: dict[str, Any] | None = None,
          env: dict[str, str] | None = None, timeout: float = 1800) -> Run:  # fmt: skip
     """ansible-playbook PLAYBOOK -i lab/inventory ARGS (-e EXTRA as JSON). A PLAYBOOK inside an
-    installed collection (.../ansible_collections/...) runs with that collections folder only."""
+    installed collection (.../ansible_collections/...) runs with that collections folder first."""
     full_env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
                 "HAILO_RUNNER_TOKEN": os.environ.get("HAILO_RUNNER_TOKEN", "lab-registration-token"),
                 **(env or {})}  # fmt: skip
     installed = Path(playbook).parts
     if "ansible_collections" in installed:
-        full_env["ANSIBLE_COLLECTIONS_PATH"] = str(Path(*installed[: installed.index("ansible_collections")]))
+        # That install first; the lab's own collection (synchrony.hailo_lab: its connection) after it.
+        here = Path(*installed[: installed.index("ansible_collections")])
+        full_env["ANSIBLE_COLLECTIONS_PATH"] = f"{here}:{ROOT / '.ansible' / 'collections'}"
     cmd = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         str(ROOT / playbook),

@@ -9,11 +9,12 @@ api/server/router/container/exec.go, postContainerExecStart: `fmt.Fprintf(stdout
 so Ansible saw rc 126 with an empty stderr and called the host unreachable ("Failed to set
 permissions on remote files (rc: 126, err: )"). The command never ran, so running it again is safe.
 
-The lab inventory names the connection `docker`; ansible.cfg puts this folder on the connection
-plugin path, where that short name finds this file first. Without that path (another ansible.cfg)
-`docker` is ansible-core's redirect to community.docker.docker: the same connection, no retry.
-testinfra reads `docker` from the inventory as its own docker backend (tests/lab/labplay.py gives
-the lab's tests that backend with this retry). Each retry is shown at -v and appended to
+The lab inventory names the connection synchrony.hailo_lab.docker: `make setup` links lab/ into
+the collections path as the collection synchrony.hailo_lab (never shipped). Molecule's shared
+configuration puts this folder on its connection plugin path, where the short name `docker` finds
+this file first. testinfra knows the docker connection only as `docker` or community.docker.docker:
+lab/scripts/testinfra_lab.py tells it that this one is the same, and tests/lab/labplay.py gives
+the lab's tests testinfra's docker backend with this retry. Each retry is shown at -v and appended to
 build/docker-exec-retries.log.
 """
 
