@@ -13,34 +13,29 @@ against the lab; the test command does so after `make lab`.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-# The roles' defaults, for variables an inventory does not set.
+# The roles' defaults (roles/*/defaults/main.yml, read as they ship), for variables an inventory
+# does not set.
+ROLES = Path(__file__).resolve().parents[2] / "roles"
 DEFAULTS: dict[str, Any] = {
-    "sidecar_stack_dir": "/opt/hailo-sidecar",
-    "sidecar_stack_project": "hailo",
-    "sidecar_stack_port": 9000,
-    "buildx_qemu_builder_name": "hailo-builder",
-    "ci_runner_user": "github-runner",
-    "ci_runner_home": "/opt/actions-runner",
-    "ci_runner_labels": ["self-hosted", "linux", "x64", "hailo-builder"],
-    "hef_compile_work_dir": "/opt/hailo/compile",
-    "sidecar_image_repository": "hailo/sidecar",
-    "hailort_device_required": True,
-    "sidecar_stack_hailo_device": "/dev/hailo0",
-    "sidecar_stack_hailo_group": "hailo",
+    name: value
+    for path in sorted(ROLES.glob("*/defaults/main.yml"))
+    for name, value in (yaml.safe_load(path.read_text()) or {}).items()
 }
 # Compose service per profile (roles/sidecar_stack/files/compose.yml).
 SERVICES = {"real": "hailo-inference", "onnx": "hailo-inference-onnx", "stub": "hailo-inference-stub"}
 
 
 def var(host, name: str) -> Any:
-    """An inventory variable of HOST, or the role default (plain values only: no templating)."""
+    """An inventory variable of HOST, or its role's default (plain values only: no templating)."""
     value = host.ansible.get_variables().get(name, DEFAULTS.get(name))
     if isinstance(value, str) and "{{" in value:
-        pytest.fail(f"{name} is templated in the inventory ({value!r}); these checks read plain values only")
+        pytest.fail(f"{name} is templated ({value!r}): set it in the inventory (plain values only here)")
     return value
 
 
