@@ -44,7 +44,7 @@ def dpkg_missing(stdout: str | None, wanted: Iterable[str]) -> list[str]:
     have = _installed(stdout)
     missing = []
     for item in wanted:
-        name, _, version = str(item).partition("=")
+        name, _sep, version = str(item).partition("=")
         if name not in have or (version and not fnmatch.fnmatchcase(have[name][1], version)):
             missing.append(item)
     return missing
@@ -56,7 +56,7 @@ def dpkg_unheld(stdout: str | None, wanted: Iterable[str]) -> list[str]:
 
 
 def dpkg_versions(stdout: str | None) -> dict[str, str]:
-    return {name: ver for name, (_, ver) in _installed(stdout).items()}
+    return {name: ver for name, (_held, ver) in _installed(stdout).items()}
 
 
 class FilterModule:
