@@ -4,22 +4,13 @@ ansible.builtin.apt only for packages that are missing, and hold only what is no
 Input is the output of
     dpkg-query --show --showformat='${db:Status-Abbrev} ${Package} ${Version}\\n' NAME...
 A name dpkg does not know (a virtual package, a typo) counts as missing, so apt decides.
+Each filter's documentation (ansible-doc -t filter): plugins/filter/<name>.yml.
 Unit tests: tests/unit/test_packages.py."""
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-
-DOCUMENTATION = """
-name: packages
-short_description: Package state from dpkg-query's output
-description:
-  - dpkg_missing(wanted) the names of wanted not fully installed (status ii; at VERSION for NAME=VERSION).
-  - dpkg_unheld(wanted) the names of wanted that are installed and not on hold.
-  - dpkg_versions() name to version for every installed package listed.
-  - See plugins/filter/packages.py.
-"""
 
 
 def _rows(stdout: str | None) -> list[tuple[str, str, str]]:

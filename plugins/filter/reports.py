@@ -1,19 +1,13 @@
 """Filters that compute the collection's reports, so playbooks only print them and unit tests reach
 them (tests/unit/test_reports.py): the rollout report and its summary lines (playbooks/pi.yml),
 the rollback's closing message (sidecar_stack) and the hardware acceptance's summary and verdict
-(playbooks/acceptance.yml)."""
+(playbooks/acceptance.yml). Each filter's documentation (ansible-doc -t filter): plugins/filter/<name>.yml."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-DOCUMENTATION = """
-name: reports
-short_description: Rollout, rollback and acceptance reports
-description: Computes what the playbooks print; see plugins/filter/reports.py.
-"""
 
 
 def rollout_report(hosts: Iterable[Mapping[str, Any]], fact_name: str = "hailo_sidecar") -> dict[str, Any]:
