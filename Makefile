@@ -41,9 +41,9 @@ molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=default)
 infra: ## testinfra checks against an inventory's hosts (INVENTORY=, default the lab's)
 	@bash scripts/test.sh infra $(INVENTORY)
 
-acceptance: ## Hardware acceptance of one real Pi: make acceptance INVENTORY=inventories/SITE/hosts.yml HOST=pi-0001
+acceptance: ## Hardware acceptance of one real Pi (testinfra, the playbook, stand-in fidelity): make acceptance INVENTORY=inventories/SITE/hosts.yml HOST=pi-0001
 	@test -n "$(INVENTORY)" -a -n "$(HOST)" || { echo "usage: make acceptance INVENTORY=... HOST=..." >&2; exit 2; }
-	@$(BIN)/ansible-playbook playbooks/acceptance.yml -i $(INVENTORY) -l $(HOST)
+	@bash lab/scripts/acceptance.sh $(INVENTORY) $(HOST)
 
 bench: ## Sidecar benchmark against the baseline on 127.0.0.1 (prints a table, writes JSON)
 	@$(BIN)/hailo-sidecar bench $(BENCH_ARGS)

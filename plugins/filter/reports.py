@@ -129,7 +129,7 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     """The hardware acceptance's summary lines and the problems that refuse the host.
 
     d: host, release (sidecar_stack's current release), targets {p95_ms, windows_per_s},
-    testinfra {rc, stdout_lines}, device (path), device_present, hailortcli {rc, stdout_lines,
+    testinfra {rc, stdout_lines} or None (not run), device (path), device_present, hailortcli {rc, stdout_lines,
     stderr} or None, bench {rc, stdout_lines, stderr} or None, lspci (`lspci -d 1e60: -vv`),
     dmesg (the kernel log's hailo lines), fidelity_probe {rc, stderr} or None (hailo-sidecar
     fidelity on the device), fidelity (lab/scripts/fidelity.py's lines, or its registered result).
@@ -139,14 +139,17 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
         d["fidelity"] = d["fidelity"].get("stdout_lines") or []
     release = d["release"]
     model = release.get("model") or {}
+    testinfra = d.get("testinfra")
     lines = [
         f"{d['host']}: {release['profile']}, {model.get('name', 'no model')} {model.get('version', '')}, "
         f"config {release['config_version']}",
-        f"testinfra: {(d['testinfra'].get('stdout_lines') or ['(no output)'])[-1]}",
+        "testinfra: not run (make acceptance runs tests/infra from a checkout first)"
+        if testinfra is None
+        else f"testinfra: {(testinfra.get('stdout_lines') or ['(no output)'])[-1] or '(no output)'}",
         f"hailortcli benchmark {model.get('path', '?')}/model.hef:",
     ]
     problems = []
-    if d["testinfra"]["rc"] != 0:
+    if testinfra is not None and testinfra.get("rc", 1) != 0:
         problems.append("testinfra failed (see the summary)")
     if release["profile"] != "real":
         problems.append(
