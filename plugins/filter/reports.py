@@ -129,8 +129,8 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     """The hardware acceptance's summary lines and the problems that refuse the host.
 
     d: host, release (sidecar_stack's current release), targets {p95_ms, windows_per_s},
-    testinfra {rc, stdout_lines} or None (not run), device (path), device_present, hailortcli {rc, stdout_lines,
-    stderr} or None, bench {rc, stdout_lines, stderr} or None, lspci (`lspci -d 1e60: -vv`),
+    testinfra {rc, stdout_lines} or None (not run), device (path), device_present, hailortcli {rc,
+    stdout_lines, stderr} or None, bench {rc, stdout_lines, stderr} or None, lspci (`lspci -d 1e60: -vv`),
     dmesg (the kernel log's hailo lines), fidelity_probe {rc, stderr} or None (hailo-sidecar
     fidelity on the device), fidelity (lab/scripts/fidelity.py's lines, or its registered result).
     A task result that was skipped counts as None (not run)."""
@@ -165,10 +165,8 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     else:
         lines += [f"  {ln.strip()}" for ln in hailortcli["stdout_lines"] if _HAILORTCLI.search(ln)]
     link = _LNKSTA.search(d.get("lspci") or "")
-    lines.append(
-        "PCIe link (target Gen3 8GT/s, x1): "
-        + (f"{link[1]}, {link[2]}" if link else "not known (no lspci, or no Hailo on the bus)")
-    )
+    speed = f"{link[1]}, {link[2]}" if link else "not known (no lspci, or no Hailo on the bus)"
+    lines.append(f"PCIe link (target Gen3 8GT/s, x1): {speed}")
     errors = [ln for ln in d.get("dmesg") or [] if _DMESG_ERROR.search(ln)]
     lines.append(
         f"hailo errors in dmesg: {len(errors)}" + ("" if not errors else f" (last: {errors[-1].strip()})")

@@ -86,7 +86,7 @@ def test_requires_ansible_is_what_the_dependencies_need() -> None:
     lowest = min(v for v in PROBES if v in REQUIRES)
     for name in DEPS:
         version, needs = _installed(name)
-        assert lowest in needs, f"{name} {version} needs ansible-core {needs}; requires_ansible allows {lowest}"
+        assert lowest in needs, f"{name} {version} needs ansible-core {needs}, not {lowest}"
 
 
 def test_the_execution_environment_and_the_pull_agent_install_that_ansible_core() -> None:

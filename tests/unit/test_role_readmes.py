@@ -81,6 +81,7 @@ def test_the_example_plays_pass_a_syntax_check(tmp_path: Path) -> None:
         plays += yaml.safe_load(re.findall(r"```yaml\n(.*?)```", opening, re.S)[0])
     playbook = tmp_path / "examples.yml"
     playbook.write_text(yaml.safe_dump(plays))
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
-                          str(playbook)], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "--syntax-check",
+                          "-i", "localhost,", str(playbook)],
+                         cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
