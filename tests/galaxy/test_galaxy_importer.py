@@ -51,5 +51,7 @@ def test_the_import_passes_with_nothing_to_say(
         assert docs[("role", role)]["readme_html"], f"{role}: no README in the import"
     for name in FILTERS:
         assert docs[("filter", name)]["doc_strings"]["doc"]["name"] == name
-    assert result["docs_blob"]["collection_readme"]["name"] == "COLLECTION.md"
+    # Galaxy shows the root README.md (whatever galaxy.yml's readme says): the users' part is there.
+    readme = result["docs_blob"]["collection_readme"]
+    assert readme["name"] == "README.md" and "Install from Galaxy" in readme["html"]
     assert result["requires_ansible"] == (ROOT / "meta" / "runtime.yml").read_text().split('"')[1]

@@ -21,7 +21,7 @@ GALAXY = yaml.safe_load((ROOT / "galaxy.yml").read_text())
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 # What may ship: top-level files, and folders with everything under them.
-FILES = {"MANIFEST.json", "FILES.json", "COLLECTION.md", "README.md", "LICENSE", "CHANGELOG.md",
+FILES = {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.md",
          "CONTRIBUTING.md", "SECURITY.md", "pyproject.toml", "requirements", "requirements/constraints.txt",
          "meta", "meta/runtime.yml", "meta/execution-environment.yml", "ee", "ee/requirements.txt",
          "ee/bindep.txt", "changelogs", "changelogs/changelog.yaml", "changelogs/config.yaml"}  # fmt: skip
