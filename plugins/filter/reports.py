@@ -132,11 +132,9 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     testinfra {rc, stdout_lines} or None (not run), device (path), device_present, hailortcli {rc,
     stdout_lines, stderr} or None, bench {rc, stdout_lines, stderr} or None, lspci (`lspci -d 1e60: -vv`),
     dmesg (the kernel log's hailo lines), fidelity_probe {rc, stderr} or None (hailo-sidecar
-    fidelity on the device), fidelity (lab/scripts/fidelity.py's lines, or its registered result).
+    fidelity on the device; lab/scripts/acceptance.sh compares its record with the stand-in).
     A task result that was skipped counts as None (not run)."""
     d = {k: (None if isinstance(v, Mapping) and v.get("skipped") else v) for k, v in d.items()}
-    if isinstance(d.get("fidelity"), Mapping):
-        d["fidelity"] = d["fidelity"].get("stdout_lines") or []
     release = d["release"]
     model = release.get("model") or {}
     testinfra = d.get("testinfra")
@@ -187,9 +185,6 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     if probe is not None and probe.get("rc", 1) != 0:
         last = (probe.get("stderr") or "no output").strip().splitlines()[-1:]
         lines.append(f"fidelity probe (hailo-sidecar fidelity): not run: {' '.join(last)}")
-    if d.get("fidelity"):
-        lines.append("stand-in fidelity (the device against the lab's HailoRT stand-in):")
-        lines += [f"  {ln}" for ln in d["fidelity"]]
     return {"lines": lines, "problems": problems}
 
 

@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import venvs
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN = ROOT / ".venv"
 
 
 @pytest.fixture(scope="session")
