@@ -23,8 +23,11 @@ rm -f "$OUT/$HOST"{,-fidelity,-manifest}.json
 python -m pytest tests/infra -q -p no:cacheprovider -rfE --tb=line --ansible-inventory="$INVENTORY" \
   --hosts="ansible://$HOST" | tee "$OUT/$HOST-testinfra.txt"
 infra_rc="${PIPESTATUS[0]}"
-ansible-playbook "$PLAYBOOK" -i "$INVENTORY" -l "$HOST" -e "acceptance_report_dir=$OUT" \
-  -e "acceptance_testinfra_rc=$infra_rc" -e "acceptance_testinfra_summary=$(tail -n 1 "$OUT/$HOST-testinfra.txt")" "$@"
+# As JSON: the summary has spaces (-e KEY=VALUE would keep its first word).
+extra="$(python -c 'import json, sys; print(json.dumps({"acceptance_report_dir": sys.argv[1],
+  "acceptance_testinfra_rc": int(sys.argv[2]), "acceptance_testinfra_summary": sys.argv[3]}))' \
+  "$OUT" "$infra_rc" "$(tail -n 1 "$OUT/$HOST-testinfra.txt")")"
+ansible-playbook "$PLAYBOOK" -i "$INVENTORY" -l "$HOST" -e "$extra" "$@"
 rc=$?
 if [ -f "$OUT/$HOST-fidelity.json" ]; then
   echo "stand-in fidelity (the device against the lab's HailoRT stand-in):"

@@ -55,7 +55,9 @@ def test_acceptance_flow_on_a_lab_pi_from_the_installed_collection(installed: Pa
     finally:
         pi.run("rm -f /dev/hailo0")
     out = " ".join((run.stdout + run.stderr).split())
-    report = json.loads((LAB.parent / "acceptance" / f"{HOST}.json").read_text())
+    saved = LAB.parent / "acceptance" / f"{HOST}.json"
+    assert saved.is_file(), f"no report: {(run.stdout + run.stderr)[-4000:]}"
+    report = json.loads(saved.read_text())
     text = "\n".join(report["lines"])
     assert run.returncode != 0, "a lab Pi serving ONNX must not be accepted"
     assert report["problems"] == ["the sidecar serves the onnx profile, not the HEF on the device (real)"], (
