@@ -9,7 +9,7 @@ REGISTRY ?= 127.0.0.1:5000
 BUILD_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 .DEFAULT_GOAL := help
-.PHONY: help lab lab-down setup test lint unit images molecule infra acceptance bench collection ee lock openapi clean
+.PHONY: help lab lab-down setup test lint unit images molecule molecule-oldest galaxy-check infra acceptance bench collection ee lock openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,12 +38,19 @@ images: ## The runtime image (linux/arm64) into $(REGISTRY) with images/runtime/
 molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=default)
 	@python3 lab/scripts/test.py molecule $(SCENARIO)
 
+galaxy-check: ## The tarball as Galaxy and Automation Hub import it (galaxy-importer), ansible-test sanity and the unit stage on the oldest and newest ansible-core
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --tb=short --durations=10 tests/galaxy
+
+molecule-oldest: ## The default Molecule scenario on the oldest supported ansible-core (.venv-oldest: ansible 10.7.0, core 2.17)
+	@export PATH="$(abspath $(shell $(BIN)/python tests/galaxy/venvs.py oldest))/bin:$(PATH)" \
+	  && ansible --version | head -n 1 && molecule test -s default
+
 infra: ## testinfra checks against an inventory's hosts (INVENTORY=, default the lab's)
 	@python3 lab/scripts/test.py infra $(INVENTORY)
 
-acceptance: ## Hardware acceptance of one real Pi: make acceptance INVENTORY=inventories/SITE/hosts.yml HOST=pi-0001
+acceptance: ## Hardware acceptance of one real Pi (testinfra, the playbook, stand-in fidelity): make acceptance INVENTORY=inventories/SITE/hosts.yml HOST=pi-0001
 	@test -n "$(INVENTORY)" -a -n "$(HOST)" || { echo "usage: make acceptance INVENTORY=... HOST=..." >&2; exit 2; }
-	@$(BIN)/ansible-playbook playbooks/acceptance.yml -i $(INVENTORY) -l $(HOST)
+	@bash lab/scripts/acceptance.sh $(INVENTORY) $(HOST)
 
 bench: ## Sidecar benchmark against the baseline on 127.0.0.1 (prints a table, writes JSON)
 	@$(BIN)/hailo-sidecar bench $(BENCH_ARGS)

@@ -32,11 +32,16 @@ IDENTITY = ("onnx_sha256", "calib_sha256", "model_script_sha256", "hw_arch", "df
 
 
 class Dfc(Protocol):
-    def parse(self, onnx: Path, net_name: str, hw_arch: str, har: Path, workdir: Path) -> None: ...
+    def parse(self, onnx: Path, net_name: str, hw_arch: str, har: Path, workdir: Path) -> None:
+        """ONNX to a parsed HAR (the DFC's parser stage)."""
+
     def optimize(
         self, har: Path, hw_arch: str, calib: Path, model_script: Path | None, out: Path, workdir: Path
-    ) -> None: ...
-    def compile(self, har: Path, hw_arch: str, out_dir: Path, workdir: Path) -> Path: ...
+    ) -> None:
+        """The parsed HAR quantized with the calibration set (the optimize stage)."""
+
+    def compile(self, har: Path, hw_arch: str, out_dir: Path, workdir: Path) -> Path:
+        """The optimized HAR to a .hef in OUT_DIR (the compiler stage); returns its path."""
 
 
 @dataclass

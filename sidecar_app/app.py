@@ -133,7 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
     max_batch = settings.max_batch
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log(20, "starting", version=__version__, config=settings.public())
         await svc.start()
         ticker = asyncio.create_task(_recover_loop())
@@ -201,11 +201,11 @@ def create_app(settings: Settings) -> FastAPI:
         results = [{"latent": lat, "motif_scores": mot} for lat, mot in zip(latent, motifs, strict=True)]
         return json_response({"results": results}, headers=headers_for(info))
 
-    async def healthz(_: Request) -> Response:
+    async def healthz(_request: Request) -> Response:
         await svc.maybe_recover()
         return json_response(svc.health())
 
-    async def readyz(_: Request) -> Response:
+    async def readyz(_request: Request) -> Response:
         await svc.maybe_recover()
         release = svc.release.public() if svc.release else None
         if svc.ready:
@@ -216,10 +216,10 @@ def create_app(settings: Settings) -> FastAPI:
             {"retry-after": str(svc.retry_after)},
         )  # fmt: skip
 
-    async def livez(_: Request) -> Response:
+    async def livez(_request: Request) -> Response:
         return json_response({"live": True})
 
-    async def oip_ready(_: Request) -> Response:
+    async def oip_ready(_request: Request) -> Response:
         return json_response({"ready": svc.ready}, 200 if svc.ready else 503)
 
     async def oip_model(request: Request) -> Response:
@@ -238,12 +238,12 @@ def create_app(settings: Settings) -> FastAPI:
             ],
         })  # fmt: skip
 
-    async def metrics_endpoint(_: Request) -> Response:
+    async def metrics_endpoint(_request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     openapi_doc = build_openapi(settings)
 
-    async def openapi(_: Request) -> Response:
+    async def openapi(_request: Request) -> Response:
         return json_response(openapi_doc)
 
     routes = (
@@ -262,7 +262,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_route(path, endpoint, methods=methods, include_in_schema=False)
 
     @app.exception_handler(SidecarError)
-    async def sidecar_error(_: Request, exc: SidecarError) -> Response:
+    async def sidecar_error(_request: Request, exc: SidecarError) -> Response:
         headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, NotReady) else None
         return error_response(exc.status, exc.message, headers)
 

@@ -272,7 +272,7 @@ def remote(args: argparse.Namespace) -> int:
         {"label": lbl, "value": v, "target": w, "met": ok} for lbl, v, w, ok in checks
     ]}, indent=2))  # fmt: skip
     print(f"wrote {args.json_out}")
-    return 0 if all(ok for *_, ok in checks) else 1
+    return 0 if all(ok for *_rest, ok in checks) else 1
 
 
 def main(args: argparse.Namespace) -> int:

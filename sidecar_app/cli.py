@@ -11,7 +11,7 @@ from pathlib import Path
 from . import probe
 
 
-def _serve(_: argparse.Namespace) -> int:
+def _serve(_args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
@@ -44,7 +44,7 @@ def _probe(args: argparse.Namespace) -> int:
     return probe.run(args.path, args.port, args.timeout)
 
 
-def _versions(_: argparse.Namespace) -> int:
+def _versions(_args: argparse.Namespace) -> int:
     from .versions import runtime_versions
 
     print(json.dumps(runtime_versions(), indent=2))

@@ -63,7 +63,7 @@ def observe(hef: Path) -> dict[str, Any]:
                 b.input(name).set_buffer(np.zeros(obs["input"]["shape"], np.float32))
                 return b
 
-            batch = [bindings() for _ in range(queue + 1)]
+            batch = [bindings() for _slot in range(queue + 1)]
             obs["push_past_queue"] = _failure(lambda: cim.run(batch, 2000))
             obs["push_after_that"] = _failure(lambda: cim.run([bindings()], 2000))
     finally:

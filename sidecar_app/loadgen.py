@@ -116,7 +116,7 @@ async def run_load(
     t0 = time.perf_counter()
     stop_at = t0 + duration_s
     await asyncio.gather(
-        *(_worker(host, port, request, stop_at, budget, res, retry) for _ in range(concurrency))
+        *(_worker(host, port, request, stop_at, budget, res, retry) for _worker_no in range(concurrency))
     )
     res.elapsed = time.perf_counter() - t0
     return res

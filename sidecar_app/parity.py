@@ -43,7 +43,7 @@ class Thresholds:
 
 def _local(spec: str, num_motifs: int) -> tuple[Infer, str]:
     """``onnx:PATH``, ``hailo:PATH`` or ``stub``: a backend in this process."""
-    kind, _, path = spec.partition(":")
+    kind, _sep, path = spec.partition(":")
     if kind == "stub" and not path:
         from .backends.stub import StubBackend
 

@@ -33,7 +33,7 @@ from .refmodel import reference_model, sample_windows
 
 def _metrics_cost(port: int, fetches: int = 30) -> dict[str, float]:
     times, size = [], 0
-    for _ in range(fetches):
+    for _fetch in range(fetches):
         t0 = time.perf_counter()
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as r:
             size = len(r.read())
@@ -96,7 +96,7 @@ def run(requests: int, seconds: float, pairs: int, interval: float) -> dict[str,
         cost = _metrics_cost(port)
         p95: dict[str, list[float]] = {"without": [], "with": []}
         kind = "prometheus" if shutil.which("prometheus") else "http client"
-        for _ in range(pairs):
+        for _pair in range(pairs):
             p95["without"].append(
                 asyncio.run(run_load(HOST, port, request, 4, seconds, 10**9)).summary(1)["p95_ms"]
             )

@@ -66,7 +66,7 @@ def run_smoke(
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            status, _, _ = _call(base + "/readyz", timeout=3)
+            status, _headers, _body = _call(base + "/readyz", timeout=3)
         except OSError:
             status = 0
         if status == 200 or time.monotonic() >= deadline:
@@ -76,7 +76,7 @@ def run_smoke(
     health: dict[str, Any] = {}
 
     def c_health() -> str:
-        status, _, body = _call(base + "/healthz")
+        status, _headers, body = _call(base + "/healthz")
         expect(status == 200, f"HTTP {status}")
         health.update(json.loads(body))
         expect(health["status"] in ("ok", "degraded"), f"status {health['status']}: {health.get('reason')}")
@@ -96,7 +96,7 @@ def run_smoke(
         )
 
     def c_ready() -> str:
-        status, _, body = _call(base + "/readyz")
+        status, _headers, body = _call(base + "/readyz")
         expect(status == 200, f"HTTP {status}: {body[:200]!r}")
         return "ready"
 
@@ -104,7 +104,7 @@ def run_smoke(
 
     def c_infer() -> str:
         body = json.dumps({"x": KNOWN_WINDOW}).encode()
-        for _ in range(2):
+        for _attempt in range(2):
             status, headers, raw = _call(base + "/infer", body)
             expect(status == 200, f"HTTP {status}: {raw[:200]!r}")
             outputs.append(json.loads(raw))
@@ -122,14 +122,14 @@ def run_smoke(
 
     def c_malformed() -> str:
         bad = json.dumps({"x": KNOWN_WINDOW[:-1]}).encode()
-        status, _, raw = _call(base + "/infer", bad)
+        status, _headers, raw = _call(base + "/infer", bad)
         expect(400 <= status < 500, f"HTTP {status} for a 99-row window")
         msg = json.loads(raw).get("error", "")
         expect(bool(msg), "no error message")
         return f"HTTP {status}: {msg}"
 
     def c_metrics() -> str:
-        status, _, raw = _call(base + "/metrics")
+        status, _headers, raw = _call(base + "/metrics")
         expect(status == 200, f"HTTP {status}")
         text = raw.decode()
         info = [ln for ln in text.splitlines() if ln.startswith("hailo_sidecar_model_info{")]
@@ -151,11 +151,11 @@ def run_smoke(
     check("malformed request -> 4xx", c_malformed)
     check("metrics", c_metrics)
 
-    width = max(len(n) for n, _, _ in results)
+    width = max(len(n) for n, _ok, _detail in results)
     out(f"contract smoke against {base}")
     for name, ok, detail in results:
         out(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
-    failures = sum(1 for _, ok, _ in results if not ok)
+    failures = sum(1 for _name, ok, _detail in results if not ok)
     out(f"smoke: {len(results) - failures} passed, {failures} failed")
     return failures
 

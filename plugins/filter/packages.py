@@ -4,22 +4,13 @@ ansible.builtin.apt only for packages that are missing, and hold only what is no
 Input is the output of
     dpkg-query --show --showformat='${db:Status-Abbrev} ${Package} ${Version}\\n' NAME...
 A name dpkg does not know (a virtual package, a typo) counts as missing, so apt decides.
+Each filter's documentation (ansible-doc -t filter): plugins/filter/<name>.yml.
 Unit tests: tests/unit/test_packages.py."""
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-
-DOCUMENTATION = """
-name: packages
-short_description: Package state from dpkg-query's output
-description:
-  - dpkg_missing(wanted) the names of wanted not fully installed (status ii; at VERSION for NAME=VERSION).
-  - dpkg_unheld(wanted) the names of wanted that are installed and not on hold.
-  - dpkg_versions() name to version for every installed package listed.
-  - See plugins/filter/packages.py.
-"""
 
 
 def _rows(stdout: str | None) -> list[tuple[str, str, str]]:
@@ -44,7 +35,7 @@ def dpkg_missing(stdout: str | None, wanted: Iterable[str]) -> list[str]:
     have = _installed(stdout)
     missing = []
     for item in wanted:
-        name, _, version = str(item).partition("=")
+        name, _sep, version = str(item).partition("=")
         if name not in have or (version and not fnmatch.fnmatchcase(have[name][1], version)):
             missing.append(item)
     return missing
@@ -56,7 +47,7 @@ def dpkg_unheld(stdout: str | None, wanted: Iterable[str]) -> list[str]:
 
 
 def dpkg_versions(stdout: str | None) -> dict[str, str]:
-    return {name: ver for name, (_, ver) in _installed(stdout).items()}
+    return {name: ver for name, (_held, ver) in _installed(stdout).items()}
 
 
 class FilterModule:

@@ -41,7 +41,8 @@ class Backend(Protocol):
 
         Raises DeviceError when the device fails; the caller then closes and reopens."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Releases the model (and the device)."""
 
 
 def file_sha256(path: Path) -> str:

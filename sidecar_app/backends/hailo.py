@@ -318,7 +318,7 @@ class HailoBackend:
         vdevice = self._vdevice
         if vdevice is None:
             raise ModelLoadError("device_closed", "the device is not open")
-        (device, *_) = vdevice.get_physical_devices()
+        (device, *_others) = vdevice.get_physical_devices()
         info = device.control.get_chip_temperature()
         return {"ts0": float(info.ts0_temperature), "ts1": float(info.ts1_temperature)}
 
@@ -327,7 +327,7 @@ class HailoBackend:
         sizes = {n: int(np.prod(infer_model.output(n).shape)) for n in infer_model.output_names}
         found: dict[str, str] = {}
         for contract_name, size in (("latent", LATENT_DIM), ("motif_scores", self._num_motifs)):
-            by_name = [n for n in sizes if contract_name.split("_")[0] in n.lower()]
+            by_name = [n for n in sizes if contract_name.split("_", maxsplit=1)[0] in n.lower()]
             by_size = [n for n, s in sizes.items() if s == size and n not in found.values()]
             pick = by_name[0] if len(by_name) == 1 and sizes[by_name[0]] == size else None
             if pick is None and len(by_size) == 1:

@@ -5,6 +5,8 @@ version taken from one place (pyproject.toml)."""
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import subprocess
 import sys
 import tarfile
@@ -19,8 +21,10 @@ GALAXY = yaml.safe_load((ROOT / "galaxy.yml").read_text())
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 # What may ship: top-level files, and folders with everything under them.
-FILES = {"MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "pyproject.toml",
-         "requirements", "requirements/constraints.txt", "meta", "meta/runtime.yml"}  # fmt: skip
+FILES = {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.md",
+         "CONTRIBUTING.md", "SECURITY.md", "pyproject.toml", "requirements", "requirements/constraints.txt",
+         "meta", "meta/runtime.yml", "meta/execution-environment.yml", "ee", "ee/requirements.txt",
+         "ee/bindep.txt", "changelogs", "changelogs/changelog.yaml", "changelogs/config.yaml"}  # fmt: skip
 FOLDERS = ("docs", "playbooks", "roles", "plugins", "sidecar_app", "hef_compiler", "images")
 # What users run or the roles build from: must be there.
 REQUIRED = ["playbooks/gpusrv.yml", "playbooks/pi.yml", "playbooks/acceptance.yml",
@@ -31,17 +35,23 @@ REQUIRED = ["playbooks/gpusrv.yml", "playbooks/pi.yml", "playbooks/acceptance.ym
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     galaxy = Path(sys.executable).parent / "ansible-galaxy"
     subprocess.run([str(galaxy), "collection", "build", "--output-path", str(out), str(ROOT)],
                    check=True, capture_output=True, text=True)  # fmt: skip
-    (tarball,) = out.glob("*.tar.gz")
-    assert tarball.name == f"{GALAXY['namespace']}-{GALAXY['name']}-{VERSION}.tar.gz"
+    (built,) = out.glob("*.tar.gz")
+    assert built.name == f"{GALAXY['namespace']}-{GALAXY['name']}-{VERSION}.tar.gz"
+    return built
+
+
+@pytest.fixture(scope="module")
+def members(tarball: Path) -> list[str]:
     with tarfile.open(tarball) as t:
         names = [m.name.rstrip("/") for m in t.getmembers()]
         manifest = json.load(t.extractfile("MANIFEST.json"))  # type: ignore[arg-type]
     assert manifest["collection_info"]["version"] == VERSION
+    assert manifest["collection_info"]["readme"] in names
     return names
 
 
@@ -79,3 +89,25 @@ def test_one_version() -> None:
 
     assert GALAXY["version"] == VERSION, "galaxy.yml and pyproject.toml disagree on the version"
     assert sidecar_app.__version__ == VERSION, "reinstall the venv (make setup): its metadata is stale"
+
+
+# A Markdown link or image: [text](target) or ![alt](target); the target up to a space or ")".
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)")
+
+
+def test_every_link_in_what_ships_resolves_inside_the_tarball(tarball: Path, members: list[str]) -> None:
+    """An installed collection (and Galaxy's rendering of its READMEs) has only what the tarball
+    holds: a relative link to lab/, tests/ or the repository's README is a dead link there."""
+    have = set(members)
+    dead = []
+    with tarfile.open(tarball) as t:
+        for name in (m for m in members if m.endswith(".md")):
+            text = t.extractfile(name).read().decode()  # type: ignore[union-attr]
+            text = re.sub(r"```.*?```", "", text, flags=re.S)  # code blocks are not links
+            for target in LINK.findall(text):
+                if re.match(r"^[a-z]+:|^#", target):
+                    continue
+                path = posixpath.normpath(posixpath.join(posixpath.dirname(name), target.split("#")[0]))
+                if path not in have:
+                    dead.append(f"{name}: {target}")
+    assert dead == [], "links to what the tarball leaves out:\n" + "\n".join(dead)

@@ -4,6 +4,7 @@ The image itself is built on a build host (no container registry for its base im
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -36,3 +37,22 @@ def test_the_ee_carries_every_collection_the_collection_depends_on() -> None:
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
     ee = yaml.safe_load((ROOT / "ee" / "requirements.yml").read_text())
     assert sorted(c["name"] for c in ee["collections"]) == sorted(galaxy["dependencies"])
+
+
+def test_an_installed_collection_tells_ansible_builder_what_it_needs(tmp_path: Path) -> None:
+    """Any execution environment that installs this collection from Galaxy (not only ours) gets its
+    Python packages and system tools: ansible-builder reads them through meta/execution-environment.yml."""
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path),
+                    str(ROOT)], check=True, capture_output=True)  # fmt: skip
+    (tarball,) = tmp_path.glob("*.tar.gz")
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p",
+                    str(tmp_path / "c"), str(tarball)], check=True, capture_output=True,
+                   env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "c")})  # fmt: skip
+    run = subprocess.run([str(BIN / "ansible-builder"), "introspect", "--sanitize", str(tmp_path / "c")],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    found = yaml.safe_load(run.stdout.split("---", 1)[1])
+    python = [line.split("#")[0].strip() for line in found["python"]]
+    system = [line.split("#")[0].strip() for line in found["system"]]
+    assert python == [ln for ln in (ROOT / "ee" / "requirements.txt").read_text().splitlines()
+                      if ln and not ln.startswith("#")]  # fmt: skip
+    assert "openssh-client [platform:dpkg]" in system and "git [platform:rpm platform:dpkg]" in system

@@ -96,8 +96,7 @@ def acceptance(**over: Any) -> dict[str, Any]:
          "hailortcli": {"rc": 0, "stdout_lines": BENCHMARK}, "lspci": LSPCI,
          "dmesg": ["hailo_pci 0001:01:00.0: Firmware was loaded successfully",
                    "hailo_pci: DMA timeout error"],
-         "bench": {"rc": 0, "stdout_lines": ["  c=1  42.0 windows/s  p95 9.1 ms  MET"]},
-         "fidelity": []}  # fmt: skip
+         "bench": {"rc": 0, "stdout_lines": ["  c=1  42.0 windows/s  p95 9.1 ms  MET"]}}  # fmt: skip
     return {**d, **over}
 
 
@@ -135,6 +134,17 @@ def test_acceptance_report_refuses_each_miss() -> None:
     assert (
         "fidelity probe (hailo-sidecar fidelity): not run: No module named 'hailo_platform'" in probe["lines"]
     )
+
+
+def test_acceptance_from_an_installed_collection_has_no_testinfra_and_is_not_refused_for_it() -> None:
+    """playbooks/acceptance.yml passes {'skipped': true} when make acceptance did not run tests/infra
+    first (an installed collection has no tests/): not run, not a failure; a run it did make counts."""
+    r = reports.acceptance_report(acceptance(testinfra={"skipped": True}))
+    assert r["problems"] == []
+    assert "testinfra: not run (make acceptance runs tests/infra from a checkout first)" in r["lines"]
+    failed = reports.acceptance_report(acceptance(testinfra={"rc": 1, "stdout_lines": [""]}))
+    assert failed["problems"] == ["testinfra failed (see the summary)"]
+    assert "testinfra: (no output)" in failed["lines"]
 
 
 def test_rollout_outcome_names_how_a_host_ended() -> None:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """hailo_holders.py DEVICE OWNER_PROJECT: prints, as JSON, the processes that hold DEVICE open but
 are not in a container of the Compose project OWNER_PROJECT (the sidecar stack): pid, command,
 the container (id, name, project) and a sentence naming them (synchrony.hailo_pipeline.hailort).
@@ -54,7 +53,7 @@ def container(cid):
         text=True,
         check=False,
     )
-    name, _, project = out.stdout.strip().partition("|")
+    name, _sep, project = out.stdout.strip().partition("|")
     return {"id": cid, "name": name.lstrip("/") or None, "project": project or None}
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The HailoRT mirror on GPUSrv: the pinned HailoRT .deb sets, kept and served as a signed apt
 repository (the hailort_mirror role runs this; Python 3.10+, stdlib, gpg and gpgv).
 
@@ -76,7 +75,7 @@ def verified(inrelease: bytes, keyring_asc: Path) -> str:
         ring.write_bytes(dearmor(keyring_asc.read_text()))
         signed.write_bytes(inrelease)
         proc = subprocess.run(["gpgv", "--keyring", str(ring), "--output", str(out), str(signed)],
-                              capture_output=True, text=True)  # fmt: skip
+                              capture_output=True, text=True, check=False)  # fmt: skip
         if proc.returncode != 0:
             raise MirrorError(f"InRelease is not signed by the given key: {proc.stderr.strip()}")
         return out.read_text()
@@ -89,7 +88,7 @@ def fields(stanza: str) -> dict[str, str]:
         if line[:1] in (" ", "\t") and key:
             out[key] += "\n" + line
         elif ":" in line:
-            key, _, value = line.partition(":")
+            key, _sep, value = line.partition(":")
             out[key] = value.strip()
     return out
 
@@ -269,7 +268,7 @@ def write_indexes(root: Path, state: Path, a: argparse.Namespace, kept: dict[str
 def gpg(state: Path, *args: str) -> str:
     home = state / "gnupg"
     proc = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--quiet", *args],
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True, check=False)  # fmt: skip
     if proc.returncode != 0:
         raise MirrorError(f"gpg {args[0]} failed: {proc.stderr.strip()}")
     return proc.stdout

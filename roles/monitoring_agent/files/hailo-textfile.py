@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The hailo textfile collector (monitoring_agent role): the Pi's HailoRT state, its release and
 its last rollout, for prometheus-node-exporter's textfile collector. Run by hailo-textfile.timer
 every minute; writes OUT atomically (a temporary file renamed over it), reads only.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The pull agent (pull_agent role): a Pi behind NAT applies the fleet's signed releases itself.
 
 Run by hailo-pull.timer (randomised delay); one run:
@@ -37,7 +36,7 @@ RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)}: {proc.stderr.strip()}")
     return proc
@@ -140,7 +139,7 @@ def apply(a: argparse.Namespace, repo: Path, tag: str) -> tuple[str, int, str]:
     # inventory says of it: the same inventory serves push runs.
     cmd = [a.ansible_playbook, "-i", str(repo / a.inventory), str(repo / a.playbook), "--limit", a.host,
            "-e", "ansible_connection=local"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo, check=False)
     recap = {m.group(1): (int(m.group(3)), int(m.group(5))) for m in RECAP.finditer(proc.stdout)}
     changed, failed = recap.get(a.host, (0, 1 if proc.returncode else 0))
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
