@@ -39,18 +39,17 @@ molecule: ## Every Molecule scenario (or one: make molecule SCENARIO=default)
 	@python3 lab/scripts/test.py molecule $(SCENARIO)
 
 galaxy-check: ## The tarball as Galaxy and Automation Hub import it (galaxy-importer), ansible-test sanity and the unit stage on the oldest and newest ansible-core
-	@$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --tb=short --durations=10 tests/galaxy
+	@python3 lab/scripts/test.py galaxy
 
 molecule-oldest: ## The default Molecule scenario on the oldest supported ansible-core (.venv-oldest: ansible 10.7.0, core 2.17)
-	@export PATH="$(abspath $(shell $(BIN)/python tests/galaxy/venvs.py oldest))/bin:$(PATH)" \
-	  && ansible --version | head -n 1 && molecule test -s default
+	@python3 lab/scripts/test.py molecule-oldest
 
 infra: ## testinfra checks against an inventory's hosts (INVENTORY=, default the lab's)
 	@python3 lab/scripts/test.py infra $(INVENTORY)
 
 acceptance: ## Hardware acceptance of one real Pi (testinfra, the playbook, stand-in fidelity): make acceptance INVENTORY=inventories/SITE/hosts.yml HOST=pi-0001
 	@test -n "$(INVENTORY)" -a -n "$(HOST)" || { echo "usage: make acceptance INVENTORY=... HOST=..." >&2; exit 2; }
-	@bash lab/scripts/acceptance.sh $(INVENTORY) $(HOST)
+	@python3 lab/scripts/acceptance.py $(INVENTORY) $(HOST)
 
 bench: ## Sidecar benchmark against the baseline on 127.0.0.1 (prints a table, writes JSON)
 	@$(BIN)/hailo-sidecar bench $(BENCH_ARGS)

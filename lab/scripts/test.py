@@ -20,7 +20,8 @@ Compose checks; Molecule's scenarios. The lab group proves the playbooks on the 
 Prints the time per stage and a closing summary (the failed stages' reports again above it).
 
   test.py [all]                   everything, as CI runs it
-  test.py lint|unit|images|lab    one stage or group
+  test.py lint|unit|images|lab|galaxy  one stage or group
+  test.py molecule-oldest         the default scenario on the oldest supported ansible-core
   test.py infra [INVENTORY]       the testinfra suite against an inventory (default the lab's)
   test.py molecule [SCENARIO]     every Molecule scenario, or one
 """
@@ -69,6 +70,12 @@ def lint(r: Runner) -> bool:
 
 def unit(r: Runner) -> bool:
     return r.pytest("unit + API tests", "tests/unit")
+
+
+def galaxy(r: Runner) -> bool:
+    """The tarball as Galaxy and Automation Hub import it, ansible-test sanity, the dependency
+    ranges' ends and the unit stage on the oldest ansible-core (tests/galaxy)."""
+    return r.pytest("galaxy + sanity", "tests/galaxy")
 
 
 def images(r: Runner) -> bool:
@@ -128,6 +135,21 @@ def pi_side(r: Runner) -> bool:
     return r.stage("lab: pi.yml again, installed tarball", again) and ok
 
 
+def molecule_oldest(r: Runner) -> bool:
+    """The default scenario on the oldest supported ansible-core (.venv-oldest, tests/galaxy/venvs.py);
+    it uses the default scenario's host names, so it runs after that one, never beside it."""
+    made = subprocess.run([str(VENV_BIN / "python"), "tests/galaxy/venvs.py", "oldest"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if made.returncode != 0:
+        r.say(made.stdout + made.stderr)
+        return r.stage("molecule default, oldest ansible-core", lambda: False)
+    oldest = Path(made.stdout.strip()) / "bin"
+    env = {"PATH": f"{oldest}:{env_with_venv()['PATH']}"}
+    return r.stage(
+        "molecule default, oldest ansible-core", [str(oldest / "molecule"), "test", "-s", "default"], env=env
+    )
+
+
 def molecule(r: Runner, scenario: str | None = None) -> bool:
     scenarios = (
         [scenario]
@@ -155,11 +177,13 @@ def everything(r: Runner) -> bool:
         with r.niced():
             ok = lint(r)
             ok = unit(r) and ok
-            return r.pytest("images + compose", "-rA", "tests/images") and ok
+            ok = r.pytest("images + compose", "-rA", "tests/images") and ok
+            return galaxy(r) and ok
 
     def molecule_group() -> bool:
         with r.niced():
-            return molecule(r)
+            ok = molecule(r)
+            return molecule_oldest(r) and ok
 
     return r.together(lab_group, checks_group, molecule_group)
 
@@ -175,6 +199,8 @@ def main(argv: list[str]) -> int:
         "infra": lambda: infra(runner, arg or "lab/inventory/hosts.yml"),
         "lab": lambda: lab(runner),
         "molecule": lambda: molecule(runner, arg),
+        "molecule-oldest": lambda: molecule_oldest(runner),
+        "galaxy": lambda: galaxy(runner),
     }
     if what not in stages:
         print(__doc__, file=sys.stderr)

@@ -132,7 +132,7 @@ def acceptance_report(d: Mapping[str, Any]) -> dict[str, Any]:
     testinfra {rc, stdout_lines} or None (not run), device (path), device_present, hailortcli {rc,
     stdout_lines, stderr} or None, bench {rc, stdout_lines, stderr} or None, lspci (`lspci -d 1e60: -vv`),
     dmesg (the kernel log's hailo lines), fidelity_probe {rc, stderr} or None (hailo-sidecar
-    fidelity on the device; lab/scripts/acceptance.sh compares its record with the stand-in).
+    fidelity on the device; lab/scripts/acceptance.py compares its record with the stand-in).
     A task result that was skipped counts as None (not run)."""
     d = {k: (None if isinstance(v, Mapping) and v.get("skipped") else v) for k, v in d.items()}
     release = d["release"]

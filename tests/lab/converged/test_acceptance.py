@@ -1,6 +1,6 @@
 """The hardware acceptance on a lab Pi with a stand-in device node, as a user runs it: the
 playbook from the installed collection tarball (no tests/ or lab/ beside it), with the steps
-that need a checkout around it (`make acceptance`: lab/scripts/acceptance.sh runs tests/infra
+that need a checkout around it (`make acceptance`: lab/scripts/acceptance.py runs tests/infra
 first and passes its result in). The flow a real Pi gets runs end to end (the sidecar stopped
 for hailortcli benchmark and the fidelity probe and started again, the sidecar benchmark), the
 summary keeps hailortcli's (streaming) and (overall) lines and prints the PCIe link and dmesg,
@@ -48,7 +48,7 @@ def test_acceptance_flow_on_a_lab_pi_from_the_installed_collection(installed: Pa
         # The sidecar's latency here is QEMU's on a shared 2-core machine, not a Pi 5's: the
         # targets are set out of reach of the emulation (the verdict against real targets is
         # tests/unit's, acceptance_report), so the one refusal left is the one the lab must get.
-        run = subprocess.run(["bash", "lab/scripts/acceptance.sh", str(INVENTORY), HOST,
+        run = subprocess.run([sys.executable, "lab/scripts/acceptance.py", str(INVENTORY), HOST,
                               "-e", "acceptance_bench_seconds=5", "-e", "acceptance_p95_ms=60000",
                               "-e", "acceptance_windows_per_s=0.1"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)  # fmt: skip
