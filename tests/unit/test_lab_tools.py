@@ -123,10 +123,10 @@ def test_each_difference_is_reported(standin_run: Run) -> None:
     ]
 
 
-# The lab's `docker` connection (lab/plugins/connection/docker.py), through ansible itself with
-# this checkout's ansible.cfg: a docker CLI test double first on PATH runs each `docker exec`'s
-# command here, after failing the first FAILS of them the way Docker reports runc's failure
-# (the message on the exec's stdout, exit 126).
+# The lab's connection synchrony.hailo_lab.docker (lab/plugins/connection/docker.py), through
+# ansible itself with this checkout's ansible.cfg: a docker CLI test double first on PATH runs
+# each `docker exec`'s command here, after failing the first FAILS of them the way Docker reports
+# runc's failure (the message on the exec's stdout, exit 126).
 FAKE_DOCKER = r"""#!/bin/sh
 # Test double of the docker CLI for tests/unit/test_lab_tools.py: `docker exec [OPTS] NAME CMD...`
 [ "$1" = exec ] || exit 1
@@ -159,7 +159,8 @@ def ansible_through_fake_docker(
            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "HOME": str(tmp_path)}  # fmt: skip
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "ansible"), "all", "-i", "lab-x,", "-v",
-         "-e", "ansible_connection=docker", "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", "ansible_connection=synchrony.hailo_lab.docker",
+         "-e", f"ansible_python_interpreter={sys.executable}",
          "-m", "ansible.builtin.command", "-a", "echo ran-in-the-container"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
     )  # fmt: skip
