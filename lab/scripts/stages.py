@@ -37,8 +37,8 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
-# The collection's callback that writes a run's per-host counts as JSON (plugins/callback/run_stats.py).
-STATS_CALLBACK = "synchrony.hailo_pipeline.run_stats"
+# The lab's callback that writes a run's per-host counts as JSON (lab/plugins/callback/run_stats.py).
+STATS_CALLBACK = "synchrony.hailo_lab.run_stats"
 REPORT_LINES = 60
 
 

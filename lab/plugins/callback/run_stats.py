@@ -1,5 +1,7 @@
-"""A run's per-host counts as JSON, for programs that start ansible-playbook and need its outcome
-(the lab's runner and tests, the pull agent) without reading the PLAY RECAP text."""
+"""Lab only: a run's per-host counts as JSON, for the programs of the lab and the test command that
+start ansible-playbook and need its outcome (lab/scripts/stages.py, tests/lab/labplay.py,
+lab/scripts/scale.py) without reading the PLAY RECAP text. Part of the lab's collection
+synchrony.hailo_lab (make setup links lab/ beside the checkout's collection), never shipped."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ description:
 requirements:
   - >-
     enable it in the callbacks_enabled setting
-    (C(ANSIBLE_CALLBACKS_ENABLED=synchrony.hailo_pipeline.run_stats))
+    (C(ANSIBLE_CALLBACKS_ENABLED=synchrony.hailo_lab.run_stats))
 options:
   path:
     description: The JSON file to write.
@@ -38,7 +40,7 @@ options:
 """
 
 EXAMPLES = """
-# HAILO_RUN_STATS=/tmp/stats.json ANSIBLE_CALLBACKS_ENABLED=synchrony.hailo_pipeline.run_stats \\
+# HAILO_RUN_STATS=/tmp/stats.json ANSIBLE_CALLBACKS_ENABLED=synchrony.hailo_lab.run_stats \\
 #   ansible-playbook playbooks/pi.yml -i hosts.yml
 # python3 -c 'import json; print(json.load(open("/tmp/stats.json"))["hosts"])'
 """
@@ -49,7 +51,7 @@ COUNTS = ("ok", "changed", "failures", "unreachable", "skipped", "rescued", "ign
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
-    CALLBACK_NAME = "synchrony.hailo_pipeline.run_stats"
+    CALLBACK_NAME = "synchrony.hailo_lab.run_stats"
     CALLBACK_NEEDS_ENABLED = True
 
     def v2_playbook_on_stats(self, stats):
