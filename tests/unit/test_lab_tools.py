@@ -129,6 +129,27 @@ def test_each_difference_is_reported(standin_run: Run) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("args", "rc", "out"),
+    [
+        (["fw-control", "identify"], 0, ""),
+        (["scan"], 0, "Hailo devices not found\n"),
+        (["benchmark", "model.hef"], 74, ""),
+    ],
+)
+def test_the_standin_cli_without_a_device_answers_as_hailortcli_4_23(tmp_path: Path, args, rc, out) -> None:
+    """With no device listed, 4.23's `fw-control identify` runs on none and succeeds silently
+    (hailortcli/command.cpp DeviceCommand), `scan` says so and succeeds (scan_command.cpp), and
+    only what opens a VDevice fails with 74."""
+    import hailort_apt
+
+    cli = tmp_path / "hailortcli"
+    cli.write_text(hailort_apt.HAILORTCLI.format(v="4.23.0").replace("/dev/hailo0", str(tmp_path / "hailo0")))
+    done = subprocess.run(["sh", str(cli), *args], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (rc, out), done.stderr
+    assert ("HAILO_OUT_OF_PHYSICAL_DEVICES(74)" in done.stderr) == (rc == 74)
+
+
 # The lab's `docker` connection (lab/plugins/connection/docker.py), through ansible itself with
 # this checkout's ansible.cfg: a docker CLI test double first on PATH runs each `docker exec`'s
 # command here, after failing the first FAILS of them the way Docker reports runc's failure
