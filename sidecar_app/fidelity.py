@@ -2,11 +2,13 @@
 
 `hailo-sidecar fidelity --hef PATH` runs where the device is (the runtime image on a Pi, with the
 sidecar stopped: one process owns the device) and prints JSON: the library's version, the HEF's
-input and output shapes as the InferModel reports them, the async queue's size, and the class,
-status and message of failures it provokes on purpose (a second VDevice while one is open; one
-push more than the queue holds, and a push after that; a wait for more frames than the queue
-holds). The acceptance playbook adds the host's CLI texts and compares the lot with the stand-in
-(lab/scripts/fidelity.py), so the first hardware run shows where the lab was wrong.
+input and output shapes as the InferModel reports them, the async queue's size, the bound the
+pipeline really holds (the most frames wait_for_async_ready grants an idle model: 4.23 builds its
+pools at twice the queue size), and the class, status and message of failures it provokes on
+purpose (a second VDevice while one is open; a wait for one frame more than that bound; pushes of
+as many frames as the bound, of one more, and a push after that). The acceptance playbook adds the
+host's CLI texts and compares the lot with the stand-in (lab/scripts/fidelity.py), so the first
+hardware run shows where the lab was wrong.
 """
 
 from __future__ import annotations
@@ -54,7 +56,17 @@ def observe(hef: Path) -> dict[str, Any]:
         with model.configure() as cim:
             queue = int(cim.get_async_queue_size())
             obs["async_queue_size"] = queue
-            obs["wait_past_queue"] = _failure(lambda: cim.wait_for_async_ready(200, frames_count=queue + 1))
+
+            # The bound, found without a push past it (that would shut the model down): the most
+            # frames an idle model is granted, up to four times the queue.
+            def wait(frames: int) -> dict[str, Any] | None:
+                return _failure(lambda: cim.wait_for_async_ready(200, frames_count=frames))
+
+            bound = queue
+            while bound < 4 * queue and wait(bound + 1) is None:
+                bound += 1
+            obs["wait_bound"] = bound
+            obs["wait_past_bound"] = wait(bound + 1)
 
             def bindings() -> Any:
                 b = cim.create_bindings(
@@ -63,8 +75,9 @@ def observe(hef: Path) -> dict[str, Any]:
                 b.input(name).set_buffer(np.zeros(obs["input"]["shape"], np.float32))
                 return b
 
-            batch = [bindings() for _slot in range(queue + 1)]
-            obs["push_past_queue"] = _failure(lambda: cim.run(batch, 2000))
+            obs["push_to_bound"] = _failure(lambda: cim.run([bindings() for _slot in range(bound)], 2000))
+            batch = [bindings() for _slot in range(bound + 1)]
+            obs["push_past_bound"] = _failure(lambda: cim.run(batch, 2000))
             obs["push_after_that"] = _failure(lambda: cim.run([bindings()], 2000))
     finally:
         vdevice.release()

@@ -57,6 +57,17 @@ class Metrics:
             "1 while the Hailo device answers its control reads (hailo mode)",
             registry=r,
         )
+        # HailoRT keeps every model a VDevice configured and the device takes 32 (hailo mode).
+        self.core_ops = Gauge(
+            "hailo_sidecar_device_core_ops",
+            "Core ops (models) configured on the open VDevice, failed configures too; the device takes 32",
+            registry=r,
+        )
+        self.device_reopens = Counter(
+            "hailo_sidecar_device_reopens",
+            "VDevice reopened for a release swap because it held the most models it can",
+            registry=r,
+        )
         # The release the host made current (RELEASE_POINTER) and the swap to it.
         self.release_info = Gauge(
             "hailo_sidecar_release_info", "The active release (value 1)",

@@ -13,6 +13,14 @@ active in one step on the event loop: requests that already took the old model f
 backend call runs on one thread, in order, and the old model is closed by a call queued after
 them), new requests get the new one. A candidate that fails a check is closed and reported
 (health's "candidate"); the old model keeps serving.
+
+A VDevice never lets go of a model it configured (HailoRT's vdevice.cpp) and takes 32 at most
+(vdma_device.cpp), so in hailo mode the swap that would configure a 33rd reopens the device
+instead: on the backend thread, after the requests already queued there, the old model and its
+VDevice are released, a fresh VDevice configures the candidate and checks it, and when the
+candidate fails, the old release is configured again. Requests that arrive meanwhile wait (at most
+REOPEN_WAIT_S, then 503 with Retry-After) and are served by whatever serves afterwards; the device
+holds no model and runs nothing during the reopen.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ Status = Literal["ok", "degraded", "unavailable"]
 # Failures that retrying cannot fix: the sidecar stays unready until restarted with a fix.
 _PERMANENT = {"checksum_mismatch", "contract", "golden", "pointer", "manifest", "model_missing"}
 _FILE_OF_MODE = {"stub": None, "onnx": "model.onnx", "hailo": "model.hef"}
+#: How long a request waits for a device reopen (a swap on a full VDevice) before a 503.
+REOPEN_WAIT_S = 30.0
 
 
 @dataclass
@@ -76,6 +86,9 @@ class ModelService:
         self.candidate: dict[str, object] | None = None
         self.last_swap_at: float | None = None
         self.activated_at: float | None = None
+        # Set while the device is reopened for a swap: requests wait on it (at most reopen_wait_s).
+        self._reopening: asyncio.Event | None = None
+        self.reopen_wait_s = REOPEN_WAIT_S
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -127,6 +140,7 @@ class ModelService:
         rel = self.release
         self.metrics.set_release(rel.public() if rel else None, self.activated_at)
         self.metrics.set_candidate(self.candidate)
+        self.metrics.core_ops.set(getattr(active.backend, "core_ops", 0) if active else 0)
 
     # -- loading -----------------------------------------------------------------------------
     def _load(
@@ -309,6 +323,9 @@ class ModelService:
             return
         self.candidate = {"release": release.public(), "state": "checking", "at": time.time()}
         self._publish()
+        if getattr(old.backend, "device_full", False):
+            await self._reopen_swap(old, release)
+            return
         log(20, "loading a release beside the current one", release=release.folder,
             current=old.release.folder if old.release else None)  # fmt: skip
         t0 = time.perf_counter()
@@ -327,16 +344,67 @@ class ModelService:
         hand_over = getattr(new.backend, "take_device_from", None)
         if hand_over is not None:
             hand_over(old.backend)
+        self._activate(new, release, old, t0)
+        await self._run(old.backend.close, blocking=True)
+
+    def _activate(self, new: Loaded, release: Release, old: Loaded, t0: float, **extra: object) -> None:
         self._primary = new
         self.activated_at = self.last_swap_at = time.time()
         self.candidate = {"release": release.public(), "state": "active", "at": self.last_swap_at,
-                          "load_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
+                          "load_s": round(time.perf_counter() - t0, 3), **extra}  # fmt: skip
         self.metrics.swaps.labels("activated").inc()
         self._publish()
         log(20, "release active", release=release.folder, sha256=new.info.sha256,
             config_version=release.config_version, previous=old.release.folder if old.release else None,
-            load_s=self.candidate["load_s"])  # fmt: skip
-        await self._run(old.backend.close, blocking=True)
+            load_s=self.candidate["load_s"], **extra)  # fmt: skip
+
+    async def _reopen_swap(self, old: Loaded, release: Release) -> None:
+        """The swap on a VDevice that has no room for another model: the device is reopened on the
+        backend thread while requests wait (see the module's docstring)."""
+        log(20, "reopening the device for a release: its VDevice holds the most models it can",
+            release=release.folder, current=old.release.folder if old.release else None,
+            core_ops=getattr(old.backend, "core_ops", None))  # fmt: skip
+        gate = self._reopening = asyncio.Event()
+        t0 = time.perf_counter()
+        try:
+            new, refused, lost = cast(
+                tuple[Loaded | None, ModelLoadError | None, ModelLoadError | None],
+                await self._run(lambda: self._reopen(old, release), blocking=True),
+            )
+            self.metrics.device_reopens.inc()
+            if refused is None:  # then the candidate serves
+                self._activate(cast(Loaded, new), release, old, t0, device="reopened")
+                return
+            # The old release serves again on the fresh VDevice, or (lost) nothing does: the
+            # backoff then retries what the pointer names, as after a restart.
+            self._primary = new
+            if lost is not None:
+                self._fail(lost.kind, lost.message)
+                log(40, "the old release did not load again on the reopened device", kind=lost.kind,
+                    reason=lost.message)  # fmt: skip
+                if self.settings.fallback_mode != "none":
+                    await self._run(self._ensure_fallback, blocking=True)
+            self._refuse(release, refused)
+        finally:
+            self._reopening = None
+            gate.set()
+
+    def _reopen(
+        self, old: Loaded, release: Release
+    ) -> tuple[Loaded | None, ModelLoadError | None, ModelLoadError | None]:
+        """(what serves afterwards, why the candidate was refused, why the old release did not load
+        again). Runs on the backend thread: the old model and its VDevice go first (one VDevice
+        holds the device), then a fresh one takes the candidate, or the old release again."""
+        mode = self.settings.mode
+        old.backend.close()
+        try:
+            return self._load(mode, None, release), None, None
+        except ModelLoadError as exc:
+            refused = exc
+        try:
+            return self._load(mode, None, old.release), refused, None
+        except ModelLoadError as exc:
+            return None, refused, exc
 
     # -- the device, watched off the request path --------------------------------------------
     def read_device(self) -> None:
@@ -360,6 +428,16 @@ class ModelService:
     # -- inference ---------------------------------------------------------------------------
     async def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, ModelInfo]:
         await self.maybe_recover()
+        gate = self._reopening
+        if gate is not None:
+            try:
+                await asyncio.wait_for(gate.wait(), self.reopen_wait_s)
+            except TimeoutError:
+                raise NotReady(
+                    f"the device is being reopened for a new release (waited {self.reopen_wait_s:g} s)",
+                    retry_after=1,
+                ) from None
+        # No await from here to the backend call's submission: a reopen queued later runs after it.
         loaded = self.active
         if loaded is None:
             raise NotReady(f"model not ready: {self.reason}", retry_after=self.retry_after)

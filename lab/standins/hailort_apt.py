@@ -8,7 +8,10 @@ package names and relations as the archive's Hailo-8 set, one set per version:
   python3-hailort  hailo_platform with __version__ (depends on hailort at the same version)
   hailo-dkms       /usr/src/hailo_pci-VERSION/dkms.conf (depends on dkms); its postinst puts a
                    hailo_pci.ko whose modinfo version is VERSION under /lib/modules/$(uname -r)/
-                   extra, where DKMS installs hailort-drivers' module, and runs depmod
+                   updates/dkms, where DKMS installs hailort-drivers' module (its dkms.conf.in
+                   says DEST_MODULE_LOCATION=/updates/dkms, and Debian's dkms uses /updates/dkms
+                   for debian* whatever the package says), and runs depmod (kmod's depmod prefers
+                   updates/ over the kernel's own modules)
   hailofw          /lib/firmware/hailo/hailo8_fw.VERSION.bin, and the two files the real package
                    owns (dpkg -L hailofw, 4.18): /etc/modprobe.d/hailo_pci.conf (a conffile) and
                    /lib/udev/rules.d/60-hailofw.rules
@@ -18,7 +21,10 @@ hold and version checks run against apt for real.
 hailortcli prints what the real one prints (hailort/hailortcli: `--version`, fw_control_command.cpp
 for `fw-control identify`, parse_hef_command.cpp for `parse-hef`, benchmark_command.cpp for the
 `benchmark` summary, with made-up figures) for a simulated device that is
-present when a character device sits at /dev/hailo0 (otherwise status 74). The device runs the
+present when a character device sits at /dev/hailo0. Without one, as 4.23 does with no device
+listed: `scan` prints "Hailo devices not found" (scan_command.cpp), `fw-control identify` prints
+nothing, both exit 0 (command.cpp DeviceCommand runs on each device found: none), and
+`benchmark`, which opens a VDevice, fails with status 74. The device runs the
 firmware it loaded at boot: /run/hailo-standin/firmware when a test put one there (a firmware
 upgraded without a reboot), else the installed hailofw's version.
 """
@@ -52,12 +58,15 @@ no_device() {{
 case "$1" in
   --version) echo "HailoRT-CLI version {v}" ;;
   scan)
-    [ -c /dev/hailo0 ] || no_device
+    # scan_command.cpp: an empty device list is not an error.
+    [ -c /dev/hailo0 ] || {{ echo "Hailo devices not found"; exit 0; }}
     echo "Hailo Devices:"
     echo "[-] Device: 0001:01:00.0"
     ;;
   fw-control)
-    [ -c /dev/hailo0 ] || no_device
+    # command.cpp DeviceCommand: a Device per device found (none: nothing printed, success). A
+    # Device does not mark the device as used, so another process holding it changes nothing.
+    [ -c /dev/hailo0 ] || exit 0
     echo "Executing on device: 0001:01:00.0"
     echo "Identifying board"
     echo "Control Protocol Version: 2"
@@ -98,12 +107,13 @@ import standin_hef; sys.stdout.write(standin_hef.describe(standin_hef.read(sys.a
 esac
 """
 
-# DKMS's postinst for hailort-drivers builds hailo_pci and installs it under extra/ for the
-# running kernel; this one installs the stand-in module built with the set.
+# DKMS's postinst for hailort-drivers builds hailo_pci and installs it under updates/dkms for the
+# running kernel (hailort-drivers linux/pcie/dkms.conf.in: DEST_MODULE_LOCATION=/updates/dkms);
+# this one installs the stand-in module built with the set there.
 DKMS_POSTINST = """#!/bin/sh
 set -e
 if [ "$1" = configure ]; then
-  dest="/lib/modules/$(uname -r)/extra"
+  dest="/lib/modules/$(uname -r)/updates/dkms"
   mkdir -p "$dest"
   cp /usr/src/hailo_pci-{v}/hailo_pci.ko "$dest/hailo_pci.ko"
   depmod -a "$(uname -r)" 2>/dev/null || true
@@ -111,7 +121,7 @@ fi
 """
 DKMS_PRERM = """#!/bin/sh
 set -e
-rm -f "/lib/modules/$(uname -r)/extra/hailo_pci.ko"
+rm -f "/lib/modules/$(uname -r)/updates/dkms/hailo_pci.ko"
 depmod -a "$(uname -r)" 2>/dev/null || true
 """
 # The files hailofw owns on Raspberry Pi OS (HAILO.md: dpkg -L hailofw).
@@ -195,7 +205,7 @@ def _set(pool: Path, upstream: str, revision: str = "1") -> list[Path]:
         _deb(pool, "hailo-dkms", v, {
             f"usr/src/hailo_pci-{upstream}/dkms.conf": (
                 f'# stand-in: nothing to build\nPACKAGE_NAME="hailo_pci"\n'
-                f'PACKAGE_VERSION="{upstream}"\nDEST_MODULE_LOCATION="/extra"\n', 0o644),
+                f'PACKAGE_VERSION="{upstream}"\nDEST_MODULE_LOCATION="/updates/dkms"\n', 0o644),
             f"usr/src/hailo_pci-{upstream}/hailo_pci.ko": (ko, 0o644),
         }, depends="dkms, kmod", scripts={"postinst": DKMS_POSTINST.format(v=upstream), "prerm": DKMS_PRERM}),
         _deb(pool, "hailofw", v, {

@@ -38,5 +38,5 @@ def create_backend(
         else settings.manifest_for(path)
     )
     expected = hef_input_shape(read_manifest(manifest)) if manifest is not None else None
-    vdevice = share.vdevice if isinstance(share, HailoBackend) else None
-    return HailoBackend(path, num_motifs, settings.hailo_device, expected, vdevice)
+    shared = share.handle if isinstance(share, HailoBackend) else None
+    return HailoBackend(path, num_motifs, settings.hailo_device, expected, shared)

@@ -9,11 +9,23 @@ What HailoRT's own sources define, and this module follows (hailo-ai/hailort, v4
   pushes bindings one at a time; a push with no free slot fails with status 82
   (HAILO_QUEUE_IS_FULL) and shuts the configured model down (infer_model.cpp,
   async_infer_runner.cpp). So windows go to the device in chunks of at most
-  get_async_queue_size(), each after wait_for_async_ready(frames_count=len(chunk)).
+  get_async_queue_size(), each after wait_for_async_ready(frames_count=len(chunk)) (4.23's
+  pipeline holds about twice that: the documented size is the one relied on).
 - A frame that fails on the device does not fail job.wait(): the status reaches the job's callback
   only (infer_model.cpp, AsyncInferJobImpl::wait). Every chunk gets a callback that keeps it.
 - Errors arrive as Python classes re-raised ``from`` the extension's HailoRTStatusException(str(status))
-  (pyhailort.py, ExceptionWrapper): the status number, not the message, decides the kind.
+  (pyhailort.py, ExceptionWrapper): the status number, not the message, decides the kind. A failure
+  delivered to the callback is built by create_exception_from_status and raised from nothing
+  (pyhailort.py, run_async's callback_wrapper): its status is read from its text
+  ("libhailort failed with error: N (NAME)") or its class.
+- Every buffer is handed over through pybind11's mutable_data() (infer_model_api.cpp set_buffer):
+  a read-only array (a binary body's np.frombuffer view) raises ValueError, so input is made
+  writeable and C-contiguous once per call, where it is not already.
+- A VDevice keeps every core op it configured (vdevice.cpp VDeviceBase::configure) and the device
+  refuses the 33rd (vdma_device.cpp create_core_ops_metadata, status 6): DeviceHandle counts them,
+  and the service opens a fresh VDevice for a swap that would need a 33rd.
+- In 4.23 a missing driver is status 74 like a busy device (driver_os_specific.cpp list_devices:
+  no /sys/class/hailo_chardev is an empty list): the host's sysfs tells them apart.
 - Stream shapes have no batch axis: NHWC inputs are [H, W, C], NC outputs [C], NHW [H, W]
   (bindings_common.hpp, get_pybind_shape).
 """
@@ -22,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +47,12 @@ from ..versions import dist_version
 from .base import ModelInfo, file_sha256
 
 RUN_TIMEOUT_MS = 1000
+# Core ops one physical device takes (vdma_device.cpp, CONTROL_PROTOCOL__MAX_CONTEXT_SWITCH_APPLICATIONS).
+MAX_CORE_OPS = 32
+# Where the host's sysfs is (a container sees the host's, read-only).
+SYSFS = Path("/sys")
+# create_exception_from_status's text for a status without a class of its own (pyhailort.py).
+_STATUS_TEXT = re.compile(r"^libhailort failed with error: (\d+) \(")
 # Input shapes as HailoRT reports them that read a (100, 9) window row by row: the time steps stay
 # the outer axis and the channels the inner one. [100, 9] is the NHW order's [H, W].
 WINDOW_SHAPES = (
@@ -42,10 +62,21 @@ WINDOW_SHAPES = (
     [WINDOW_LEN, CHANNELS],
 )
 
-# HailoRT status (include/hailo/hailort.h) -> (kind, what to do). 36 is refined by a look at the
-# device node: HailoRT reports a refused open() as a failed driver operation.
+# HailoRT status (include/hailo/hailort.h) -> (kind, what to do). While opening, 36 is refined by a
+# look at the device node (HailoRT reports a refused open() as a failed driver operation) and 74 by
+# a look at the host's sysfs (no driver, no device, or another holder).
 _STATUS: dict[int, tuple[str, str]] = {
     4: ("timeout", "the device did not answer in time (status 4 HAILO_TIMEOUT): check `dmesg | grep hailo`"),
+    6: (
+        "invalid_operation",
+        "HailoRT refused the operation (status 6 HAILO_INVALID_OPERATION): hailort.log names the check "
+        "that failed (e.g. a 33rd model configured on one VDevice)",
+    ),
+    8: (
+        "internal_failure",
+        "HailoRT failed internally (status 8 HAILO_INTERNAL_FAILURE): see hailort.log (HAILORT_LOGGER_PATH) "
+        "and `dmesg | grep hailo`; reopening",
+    ),
     16: (
         "firmware_mismatch",
         "the device runs another firmware than this HailoRT (status 16 HAILO_UNSUPPORTED_FW_VERSION): "
@@ -64,9 +95,10 @@ _STATUS: dict[int, tuple[str, str]] = {
     ),
     64: (
         "driver_missing",
-        "no Hailo driver is loaded (status 64 HAILO_DRIVER_NOT_INSTALLED): install hailo-dkms (or "
-        "hailo-all), "
-        "check `dkms status` and `lsmod | grep hailo_pci`, reboot after a kernel upgrade",
+        "no Hailo driver is loaded (status 64 HAILO_DRIVER_NOT_INSTALLED): check `dkms status hailo_pci` "
+        "and `lsmod | grep hailo_pci`; after a kernel upgrade build it for the running kernel with "
+        "`dkms autoinstall -k $(uname -r)` (it needs that kernel's headers) and reboot; without DKMS "
+        "install hailo-dkms (or hailo-all)",
     ),
     73: (
         "device_in_use",
@@ -75,10 +107,9 @@ _STATUS: dict[int, tuple[str, str]] = {
     ),
     74: (
         "device_unavailable",
-        "no Hailo device is free (status 74 HAILO_OUT_OF_PHYSICAL_DEVICES): the device is missing, or "
-        "another "
-        "process or a stale container holds it; `fuser -v /dev/hailo0`, `docker ps`, `hailortcli scan`, "
-        "and stop the other user",
+        "no Hailo device is free (status 74 HAILO_OUT_OF_PHYSICAL_DEVICES) although the driver is loaded "
+        "and lists one: another process or a stale container holds it; `fuser -v /dev/hailo0`, "
+        "`docker ps`, and stop the other user",
     ),
     76: (
         "driver_mismatch",
@@ -91,6 +122,12 @@ _STATUS: dict[int, tuple[str, str]] = {
         "more frames were pushed than the model's queue holds (status 82 HAILO_QUEUE_IS_FULL); HailoRT "
         "shut the "
         "configured model down: reopening",
+    ),
+    87: (
+        "driver_timeout",
+        "the driver timed out waiting for the device (status 87 HAILO_DRIVER_TIMEOUT): see `dmesg | grep "
+        "hailo`; an unstable PCIe link (try without dtparam=pciex1_gen=3) or a hung device (reboot); "
+        "reopening",
     ),
     91: (
         "hef_corrupted",
@@ -110,9 +147,11 @@ _STATUS: dict[int, tuple[str, str]] = {
         "right --hw-arch",
     ),
 }
-# Classes pyhailort raises without a status (no __cause__), by name.
+# Classes create_exception_from_status picks by the status's name (pyhailort.py), for an exception
+# without a __cause__ (a callback's).
 _CLASSES = {
     "HailoRTTimeout": 4,
+    "HailoRTInvalidOperationException": 6,
     "HailoRTInvalidHEFException": 26,
     "HailoRTDriverOperationFailedException": 36,
     "HailoRTStreamAborted": 63,
@@ -122,15 +161,44 @@ _CLASSES = {
 
 def hailort_status(exc: BaseException) -> int | None:
     """The HailoRT status behind an exception: the extension's HailoRTStatusException carries it
-    as args[0]; pyhailort raises its own classes ``from`` that one."""
+    as args[0]; pyhailort raises its own classes ``from`` that one. An exception without that
+    cause (a run_async callback's) names the status in its text or by its class."""
     for candidate in (exc.__cause__, exc):
         if candidate is not None and type(candidate).__name__ == "HailoRTStatusException" and candidate.args:
             try:
                 return int(candidate.args[0])
             except (TypeError, ValueError):
                 return None
+    match = _STATUS_TEXT.match(str(exc))
+    if match:
+        return int(match.group(1))
     names = [cls.__name__ for cls in type(exc).__mro__]
     return next((_CLASSES[n] for n in names if n in _CLASSES), None)
+
+
+def driver_problem(sysfs: Path) -> tuple[str, str] | None:
+    """(kind, why) when the host shows no usable Hailo driver or device, None when it lists one.
+    HailoRT 4.23 lists devices from {sysfs}/class/hailo_chardev (no folder: no devices) and the
+    loaded module is {sysfs}/module/hailo_pci."""
+    chardev, module = sysfs / "class" / "hailo_chardev", sysfs / "module" / "hailo_pci"
+    if not module.is_dir() or not chardev.is_dir():
+        missing = ", ".join(str(p) for p in (module, chardev) if not p.is_dir())
+        return (
+            "driver_missing",
+            f"the Hailo driver is not loaded ({missing} missing; HailoRT 4.23 reports that as status 74 "
+            "HAILO_OUT_OF_PHYSICAL_DEVICES): check `dkms status hailo_pci` and `lsmod | grep hailo_pci`; "
+            "when DKMS has no build for the running kernel (after a kernel upgrade) run `dkms autoinstall "
+            "-k $(uname -r)` (it needs that kernel's headers) and reboot; without DKMS install hailo-dkms "
+            "(or hailo-all)",
+        )
+    if not any(chardev.iterdir()):
+        return (
+            "device_missing",
+            f"the hailo_pci driver is loaded but lists no device ({chardev} is empty; status 74 "
+            "HAILO_OUT_OF_PHYSICAL_DEVICES): check the AI Kit/HAT is seated (`lspci | grep -i hailo`) "
+            "and `dmesg | grep -i hailo`; if the PCIe link fails, try without dtparam=pciex1_gen=3",
+        )
+    return None
 
 
 def node_access_problem(node: Path) -> tuple[str, str] | None:
@@ -163,16 +231,22 @@ def node_access_problem(node: Path) -> tuple[str, str] | None:
     )
 
 
-def classify(exc: BaseException, device: Path, opening: bool = True) -> tuple[str, str]:
-    """Maps a HailoRT exception to (kind, actionable message). While opening, status 36 is
-    HailoRT's report of a refused open() of the node: the node itself is looked at."""
+def classify(
+    exc: BaseException, device: Path, opening: bool = True, sysfs: Path | None = None
+) -> tuple[str, str]:
+    """Maps a HailoRT exception to (kind, actionable message). While opening, the host is looked
+    at: status 36 is HailoRT's report of a refused open() of the node (the node is checked), and
+    74 is also what a missing driver or device gives (the sysfs under SYSFS is checked)."""
     status = hailort_status(exc)
     text = f"{type(exc).__name__}: {exc}"
+    problem = None
     if status == 36 and opening:
         problem = node_access_problem(device)
-        if problem is not None:
-            kind, why = problem
-            return kind, f"{why} [{text}]"
+    elif status == 74 and opening:
+        problem = driver_problem(SYSFS if sysfs is None else sysfs)
+    if problem is not None:
+        kind, why = problem
+        return kind, f"{why} [{text}]"
     if status in _STATUS:
         kind, hint = _STATUS[status]
         return kind, f"{hint} [{text}]"
@@ -189,6 +263,65 @@ def _hailort_version(hp: Any) -> str:
     return dist_version("hailort") or str(getattr(hp, "__version__", "unknown"))
 
 
+class DeviceHandle:
+    """One VDevice, opened once and shared by the models configured on it, with what HailoRT does
+    not tell: how many core ops it configured (each model once, a failed configure included:
+    vdevice.cpp keeps them all until the VDevice goes), and one Device handle for control reads,
+    opened on first use and kept (pyhailort.py's Device() runs gc.collect(), opens the node and
+    identifies the device: not something to do every few seconds)."""
+
+    def __init__(self, hp: Any) -> None:
+        self._hp = hp
+        params = hp.VDevice.create_params()
+        # ROUND_ROBIN: the scheduler runs the model without activate(), and several models can
+        # share the device (the default is NONE).
+        params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
+        self.vdevice = hp.VDevice(params)
+        self.core_ops = 0
+        self._lock = threading.Lock()
+        self._control: Any = None
+        self._released = False
+
+    @property
+    def full(self) -> bool:
+        """True when one more configure would be the device's 33rd core op."""
+        return self.core_ops >= MAX_CORE_OPS
+
+    def create_infer_model(self, path: Path) -> Any:
+        return self.vdevice.create_infer_model(str(path))
+
+    def configure(self, infer_model: Any) -> Any:
+        # Counted before the call: a configure that fails may still hold its core op.
+        self.core_ops += 1
+        return infer_model.configure()
+
+    def temperature(self) -> Any:
+        """The chip temperature through the one control handle (Device.control.get_chip_temperature)."""
+        with self._lock:
+            if self._released:
+                raise ModelLoadError("device_closed", "the device is not open")
+            if self._control is None:
+                (device_id, *_) = self.vdevice.get_physical_devices_ids()
+                self._control = self._hp.Device(device_id)
+            try:
+                return self._control.control.get_chip_temperature()
+            except Exception:
+                # A handle that failed is not asked again: the next read opens a new one.
+                control, self._control = self._control, None
+                with contextlib.suppress(Exception):
+                    control.release()
+                raise
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            control, self._control = self._control, None
+        for handle in (control, self.vdevice):
+            if handle is not None:
+                with contextlib.suppress(Exception):  # best effort: the device may have failed
+                    handle.release()
+
+
 class HailoBackend:
     mode = "hailo"
     kind = "hef"
@@ -200,15 +333,15 @@ class HailoBackend:
         num_motifs: int,
         device: Path = Path("/dev/hailo0"),
         expected_input_shape: list[int] | None = None,
-        vdevice: Any = None,
+        shared: DeviceHandle | None = None,
     ) -> None:
         self._path = path
         self._num_motifs = num_motifs
         self._device = device
         self._expected_input_shape = expected_input_shape
-        # A VDevice to share (a second model on the same device); None: this backend opens its own.
-        self._shared_vdevice = vdevice
-        self._vdevice: Any = None
+        # A device to share (a second model on the same VDevice); None: this backend opens its own.
+        self._shared = shared
+        self._handle: DeviceHandle | None = None
         self._configured_ctx: Any = None
         self._cim: Any = None
         self._input = ""
@@ -218,15 +351,25 @@ class HailoBackend:
         self.queue_size = 1
 
     @property
-    def vdevice(self) -> Any:
-        return self._vdevice
+    def handle(self) -> DeviceHandle | None:
+        return self._handle
+
+    @property
+    def core_ops(self) -> int:
+        """Core ops configured on this backend's VDevice (what /metrics reports)."""
+        return self._handle.core_ops if self._handle is not None else 0
+
+    @property
+    def device_full(self) -> bool:
+        """A model more on this VDevice would be its 33rd core op: the next one needs a fresh VDevice."""
+        return self._handle is not None and self._handle.full
 
     def take_device_from(self, other: object) -> None:
         """After a swap: this backend, opened on OTHER's VDevice, owns it from now on, so closing
         OTHER releases only its model and leaves the device open."""
-        if isinstance(other, HailoBackend) and self._vdevice is not None and self._vdevice is other._vdevice:
-            self._shared_vdevice = None
-            other._shared_vdevice = other._vdevice
+        if isinstance(other, HailoBackend) and self._handle is not None and self._handle is other._handle:
+            self._shared = None
+            other._shared = other._handle
 
     def load(self) -> ModelInfo:
         if not self._path.is_file():
@@ -263,15 +406,8 @@ class HailoBackend:
         )
 
     def _open(self, hp: Any) -> None:
-        if self._shared_vdevice is not None:
-            self._vdevice = self._shared_vdevice
-        else:
-            params = hp.VDevice.create_params()
-            # ROUND_ROBIN: the scheduler runs the model without activate(), and several models can
-            # share the device (the default is NONE).
-            params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
-            self._vdevice = hp.VDevice(params)
-        infer_model = self._vdevice.create_infer_model(str(self._path))
+        self._handle = self._shared if self._shared is not None else DeviceHandle(hp)
+        infer_model = self._handle.create_infer_model(self._path)
         infer_model.set_batch_size(1)
         names_in = list(infer_model.input_names)
         if len(names_in) != 1:
@@ -285,7 +421,7 @@ class HailoBackend:
         for hef_name in self._outputs.values():
             infer_model.output(hef_name).set_format_type(hp.FormatType.FLOAT32)
             self._output_shapes[hef_name] = [int(d) for d in infer_model.output(hef_name).shape]
-        self._configured_ctx = infer_model.configure()
+        self._configured_ctx = self._handle.configure(infer_model)
         self._cim = self._configured_ctx.__enter__()
         self.queue_size = max(1, int(self._cim.get_async_queue_size()))
 
@@ -311,15 +447,14 @@ class HailoBackend:
             )
 
     def device_status(self) -> dict[str, float]:
-        """The device's chip temperatures (°C, by sensor), through the VDevice's own physical
-        device (no second handle on the device): Device.control.get_chip_temperature() returns
-        ts0_temperature and ts1_temperature (pyhailort.py, Control). Called from a reader thread a
-        few seconds apart, never on the inference path; raises what HailoRT raises."""
-        vdevice = self._vdevice
-        if vdevice is None:
+        """The device's chip temperatures (°C, by sensor) through the VDevice's one control handle:
+        Device.control.get_chip_temperature() returns ts0_temperature and ts1_temperature
+        (pyhailort.py, Control). Called from a reader thread a few seconds apart, never on the
+        inference path (a control read does not wait for inference); raises what HailoRT raises."""
+        handle = self._handle
+        if handle is None:
             raise ModelLoadError("device_closed", "the device is not open")
-        (device, *_others) = vdevice.get_physical_devices()
-        info = device.control.get_chip_temperature()
+        info = handle.temperature()
         return {"ts0": float(info.ts0_temperature), "ts1": float(info.ts1_temperature)}
 
     def _match_outputs(self, infer_model: Any) -> dict[str, str]:
@@ -343,6 +478,9 @@ class HailoBackend:
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._cim is None:
             raise DeviceError("device_closed", "the Hailo device is not open")
+        # set_buffer needs a writeable, C-contiguous array (pybind11's mutable_data): a copy only
+        # where x is not one already (a binary body is a read-only view of the request's bytes).
+        x = np.require(x, np.float32, ("C_CONTIGUOUS", "WRITEABLE"))
         n = x.shape[0]
         latent = np.empty((n, LATENT_DIM), np.float32)
         motifs = np.empty((n, self._num_motifs), np.float32)
@@ -383,12 +521,11 @@ class HailoBackend:
         return latent, motifs
 
     def close(self) -> None:
-        ctx, vdev = self._configured_ctx, self._vdevice
-        self._cim = self._configured_ctx = self._vdevice = None
+        ctx, handle = self._configured_ctx, self._handle
+        self._cim = self._configured_ctx = self._handle = None
         # Best effort: the device may have failed already.
         if ctx is not None:
             with contextlib.suppress(Exception):
                 ctx.__exit__(None, None, None)
-        if vdev is not None and vdev is not self._shared_vdevice:
-            with contextlib.suppress(Exception):
-                vdev.release()
+        if handle is not None and handle is not self._shared:
+            handle.release()

@@ -61,6 +61,21 @@ def _reset_standin() -> Iterator[None]:
     standin.reset()
 
 
+@pytest.fixture(autouse=True)
+def sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _reset_standin: None) -> Path:
+    """A host's /sys with the hailo_pci driver loaded and one device listed, read by the stand-in
+    HailoRT (its device scan) and by the sidecar's look at the host; a test removes parts of it."""
+    from sidecar_app.backends import hailo
+
+    root = tmp_path / "sys"
+    (root / "class" / "hailo_chardev" / "hailo0").mkdir(parents=True)
+    (root / "module" / "hailo_pci").mkdir(parents=True)
+    (root / "module" / "hailo_pci" / "version").write_text("4.23.0\n")
+    monkeypatch.setattr(hailo, "SYSFS", root)
+    standin.CONTROL["sysfs"] = str(root)
+    return root
+
+
 @pytest.fixture
 def windows() -> np.ndarray:
     return sample_windows(8)

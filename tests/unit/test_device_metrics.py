@@ -1,6 +1,6 @@
 """The Hailo device watched off the request path (hailo mode, the faithful stand-in): its chip
-temperature (Device.control.get_chip_temperature through the VDevice's own physical device) and
-whether it answers, as metrics the fleet's alerts read."""
+temperature (Device.control.get_chip_temperature through one Device handle kept with the VDevice)
+and whether it answers, as metrics the fleet's alerts read."""
 
 from __future__ import annotations
 
@@ -39,6 +39,18 @@ def test_temperature_and_device_up_are_read_in_the_background(make_client: Clien
     assert wait_metric(client, 'hailo_sidecar_device_temperature_celsius{sensor="ts0"}', 86.0) == 86.0
     # Inference is not held up by the reader.
     assert client.post("/infer", json={"x": [[0.1] * 9] * 100}).status_code == 200
+
+
+def test_the_temperature_is_read_through_one_device_opened_once(
+    make_client: ClientFactory, hef: Path
+) -> None:
+    """pyhailort's VDevice.get_physical_devices() makes a new Device on every call (gc.collect(),
+    a handle of its own, an identify control): the reader opens one and keeps it."""
+    client = make_client(INFER_MODE="hailo", HEF_PATH=hef, DEVICE_POLL_S="0.02")
+    for value in (60.0, 61.0, 62.0):
+        standin.CONTROL["temperature_c"] = value
+        assert wait_metric(client, 'hailo_sidecar_device_temperature_celsius{sensor="ts0"}', value) == value
+    assert standin.devices_opened() == 1
 
 
 def test_no_device_metrics_without_a_device(make_client: ClientFactory) -> None:

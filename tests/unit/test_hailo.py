@@ -1,18 +1,22 @@
 """Hailo mode against the stand-in HailoRT that follows HailoRT's own sources (lab/standins):
-a bounded async queue, status numbers behind the exception classes, [H, W, C] shapes."""
+a bounded async queue, status numbers behind the exception classes, [H, W, C] shapes, buffers
+through pybind11's mutable_data, 32 core ops per device, failures delivered to the callback,
+and 4.23's status 74 for a missing driver."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from hailo_platform import standin
 from hailo_platform.pyhailort import _pyhailort
-from hailo_platform.pyhailort.pyhailort import ExceptionWrapper
+from hailo_platform.pyhailort.pyhailort import ExceptionWrapper, HailoRTTimeout
 
 from sidecar_app.backends import hailo
 from sidecar_app.backends.hailo import HailoBackend, classify
+from sidecar_app.errors import DeviceError
 from sidecar_app.refmodel import sample_windows
 
 GOOD = [[0.01 * (i + j) for j in range(9)] for i in range(100)]
@@ -47,7 +51,9 @@ def test_a_batch_larger_than_the_queue_equals_single_windows(hef):
 
 
 def test_the_queue_is_real_a_push_past_it_kills_the_configured_model(hef):
-    """What the backend avoids: the stand-in refuses the fifth binding with 82 and stays dead (63)."""
+    """What the backend avoids: 4.23's pipeline holds twice get_async_queue_size() (its pools and
+    entry queue, async_pipeline_builder.cpp), so with a queue of 4 the ninth binding is refused
+    with 82 and the model stays dead (63)."""
     import hailo_platform as hp
 
     standin.CONTROL.update({"async_queue_size": 4, "frame_time_s": 0.05})
@@ -69,8 +75,13 @@ def test_the_queue_is_real_a_push_past_it_kills_the_configured_model(hef):
                 b.input().set_buffer(np.zeros(model.input().shape, np.float32))
                 return b
 
+            assert cim.get_async_queue_size() == 4
+            cim.wait_for_async_ready(100, frames_count=8)
+            with pytest.raises(HailoRTTimeout):
+                cim.wait_for_async_ready(100, frames_count=9)
+            cim.run([bindings() for _ in range(8)], 2000)
             with pytest.raises(hp.HailoRTException) as full:
-                cim.run([bindings() for _ in range(5)], 1000)
+                cim.run([bindings() for _ in range(9)], 2000)
             assert str(full.value) == "libhailort failed with error: 82 (HAILO_QUEUE_IS_FULL)"
             with pytest.raises(hp.HailoRTException) as dead:
                 cim.run([bindings()], 1000)
@@ -226,9 +237,200 @@ def test_a_failed_frame_is_seen_although_wait_succeeds(hef):
     backend = HailoBackend(hef, 12)
     backend.load()
     standin.CONTROL.update({"fail_frames": 1, "fail_status": 87})
-    from sidecar_app.errors import DeviceError
-
     with pytest.raises(DeviceError) as err:
         backend.infer(sample_windows(3))
     assert "HAILO_DRIVER_TIMEOUT" in err.value.message
     backend.close()
+
+
+# --- buffers: pybind11's mutable_data (infer_model_api.cpp set_buffer, pybind11 v2.10.1 numpy.h) ---
+
+
+def configured(hp, path):
+    """A VDevice with the ROUND_ROBIN scheduler, as the sidecar opens it, and a model on it."""
+    params = hp.VDevice.create_params()
+    params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
+    vdevice = hp.VDevice(params)
+    model = vdevice.create_infer_model(str(path))
+    model.set_batch_size(1)
+    return vdevice, model
+
+
+def test_a_read_only_buffer_is_refused_as_pybind11_refuses_it(hef):
+    """set_buffer takes a py::array and calls mutable_data(): a view of immutable bytes (what
+    np.frombuffer makes of a request body) raises ValueError, a C-contiguity break HailoRTException."""
+    import hailo_platform as hp
+
+    vdevice, model = configured(hp, hef)
+    with model.configure() as cim:
+        bindings = cim.create_bindings()
+        shape = model.input().shape
+        body = np.zeros(shape, np.float32).tobytes()
+        with pytest.raises(ValueError, match=r"^array is not writeable$"):
+            bindings.input().set_buffer(np.frombuffer(body, np.float32).reshape(shape))
+        with pytest.raises(hp.HailoRTException, match="C_CONTIGUOUS"):
+            bindings.input().set_buffer(np.zeros((shape[1], shape[0], *shape[2:]), np.float32).swapaxes(0, 1))
+        bindings.input().set_buffer(np.frombuffer(bytearray(body), np.float32).reshape(shape))
+    vdevice.release()
+
+
+@pytest.mark.parametrize("path", ["/infer", "/infer/batch"])
+def test_binary_bodies_serve_in_hailo_mode_with_the_outputs_of_json(make_client, hef, path):
+    """A binary body is parsed into a read-only view of the request's bytes; the backend hands
+    HailoRT a writeable copy, so it serves (200) and answers what the same windows as JSON get."""
+    client = make_client(INFER_MODE="hailo", HEF_PATH=hef)
+    x = sample_windows(1 if path == "/infer" else 5)
+    as_json = {"x": x[0].tolist()} if path == "/infer" else {"windows": x.tolist()}
+    j = client.post(path, json=as_json)
+    b = client.post(
+        path, content=x.astype("<f4").tobytes(), headers={"content-type": "application/octet-stream"}
+    )
+    assert (j.status_code, b.status_code) == (200, 200), b.text
+    assert b.headers["x-infer-mode"] == "hailo"
+    assert b.json() == j.json()
+
+
+def test_read_only_windows_serve_as_writeable_ones_do(hef):
+    """The backend makes read-only windows writeable (one copy per call) before HailoRT sees them."""
+    backend = HailoBackend(hef, 12)
+    backend.load()
+    x = sample_windows(3)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_array_equal(backend.infer(frozen)[0], backend.infer(x)[0])
+    backend.close()
+
+
+# --- 32 core ops per device (vdevice.cpp VDeviceBase::configure, vdma_device.cpp) -----------------
+
+
+def test_the_device_refuses_the_33rd_core_op_and_only_a_new_vdevice_frees_them(tmp_path):
+    import hailo_platform as hp
+
+    hefs = [standin.write_standin_hef(tmp_path / f"{i}.hef", net=f"net{i}") for i in range(34)]
+    vdevice, _ = configured(hp, hefs[0])
+    for i in range(31):
+        model = vdevice.create_infer_model(str(hefs[i]))
+        model.set_batch_size(1)
+        with model.configure():
+            pass  # configured, then released by the application: the device keeps its core op
+    # A configure that fails after the core op was made (the batch check) holds one as well.
+    too_big = vdevice.create_infer_model(str(hefs[31]))
+    too_big.set_batch_size(64)
+    with pytest.raises(hp.HailoRTException) as batch:
+        too_big.configure()
+    assert hailo.hailort_status(batch.value) == 6
+    assert standin.configured_core_ops() == 32
+    # The same HEF again (same hash, network group and batch) is multiplexed: no new core op.
+    again = vdevice.create_infer_model(str(hefs[0]))
+    again.set_batch_size(1)
+    again.configure().__exit__(None, None, None)
+    assert standin.configured_core_ops() == 32
+    full = vdevice.create_infer_model(str(hefs[32]))
+    full.set_batch_size(1)
+    with pytest.raises(hp.HailoRTException) as refused:
+        full.configure()
+    assert type(refused.value).__name__ == "HailoRTInvalidOperationException"
+    assert refused.value.__cause__.args == ("6",)
+    assert standin.hailort_log()[-1].endswith(
+        "Can't add 1 core-ops from HEF. Currently 32 core-ops are configured; maximum allowed core-ops: 32."
+    )
+    assert standin.configured_core_ops() == 32, "a refused configure takes no core op"
+    vdevice.release()
+    fresh, model = configured(hp, hefs[33])
+    model.configure().__exit__(None, None, None)
+    assert standin.configured_core_ops() == 1
+    fresh.release()
+
+
+# --- failures delivered to the callback (pyhailort.py run_async's callback_wrapper) ---------------
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "fix"),
+    [
+        (16, "firmware_mismatch", "install hailofw"),
+        (36, "driver_error", "dmesg | grep hailo"),
+        (74, "device_unavailable", "fuser -v /dev/hailo0"),
+        (82, "queue_full", "reopening"),
+        (87, "driver_timeout", "pciex1_gen=3"),
+        (8, "internal_failure", "hailort.log"),
+    ],
+)
+def test_a_failure_delivered_to_the_callback_keeps_its_status(hef, status, kind, fix):
+    """The callback's exception is built by create_exception_from_status and raised from nothing:
+    no __cause__, the status only in its text ("libhailort failed with error: N (NAME)") or class."""
+    import hailo_platform as hp
+
+    vdevice, model = configured(hp, hef)
+    model.input().set_format_type(hp.FormatType.FLOAT32)
+    for name in model.output_names:
+        model.output(name).set_format_type(hp.FormatType.FLOAT32)
+    delivered = []
+    standin.CONTROL.update({"fail_frames": 1, "fail_status": status})
+    with model.configure() as cim:
+        b = cim.create_bindings(output_buffers={n: np.empty(model.output(n).shape, np.float32)
+                                                for n in model.output_names})  # fmt: skip
+        b.input().set_buffer(np.zeros(model.input().shape, np.float32))
+        cim.run_async([b], lambda completion_info: delivered.append(completion_info.exception)).wait(2000)
+    vdevice.release()
+    (exc,) = delivered
+    assert exc.__cause__ is None
+    assert hailo.hailort_status(exc) == status
+    # Through the backend: the kind and fix of a raised exception of that status.
+    standin.CONTROL.update({"fail_frames": 1, "fail_status": status})
+    backend = HailoBackend(hef, 12)
+    backend.load()
+    with pytest.raises(DeviceError) as err:
+        backend.infer(sample_windows(2))
+    backend.close()
+    assert err.value.kind == kind and fix in err.value.message, err.value.message
+    assert err.value.kind == classify(raised(status), hef, opening=False)[0]
+
+
+# --- status 74 at VDevice creation: the host tells a missing driver from another holder ----------
+
+
+@pytest.mark.parametrize(
+    ("remove", "kind", "fix"),
+    [
+        (["class/hailo_chardev", "module/hailo_pci"], "driver_missing", "dkms autoinstall -k $(uname -r)"),
+        (["class/hailo_chardev"], "driver_missing", "dkms status hailo_pci"),
+        (["class/hailo_chardev/hailo0"], "device_missing", "lspci | grep -i hailo"),
+        ([], "device_unavailable", "another process or a stale container holds it"),
+    ],
+    ids=["driver not loaded", "no driver class", "driver without a device", "another holder"],
+)
+def test_status_74_at_open_is_told_apart_on_the_host(hef, sysfs, remove, kind, fix):
+    """4.23 lists devices from /sys/class/hailo_chardev and returns none when it is absent
+    (driver_os_specific.cpp list_devices), so a missing driver fails VDevice creation with 74
+    (vdevice.cpp create_devices) exactly as a device another process holds does."""
+    import hailo_platform as hp
+
+    holder = None if remove else hp.VDevice()  # another user of the one device
+    for path in remove:
+        shutil.rmtree(sysfs / path)
+    backend = HailoBackend(hef, 12)
+    with pytest.raises(hailo.ModelLoadError) as err:
+        backend.load()
+    assert err.value.kind == kind and fix in err.value.message, err.value.message
+    assert "status 74 HAILO_OUT_OF_PHYSICAL_DEVICES" in err.value.message
+    if holder is not None:
+        holder.release()
+
+
+def test_the_host_look_names_what_is_missing(tmp_path, sysfs):
+    """The module without its class folder (or the reverse) is a driver that did not load right."""
+    shutil.rmtree(sysfs / "module" / "hailo_pci")
+    kind, message = classify(raised(74), tmp_path / "hailo0", sysfs=sysfs)
+    assert kind == "driver_missing" and f"{sysfs}/module/hailo_pci missing" in message
+    # Not while serving: a 74 there is not a question of the driver.
+    assert classify(raised(74), tmp_path / "hailo0", opening=False, sysfs=sysfs)[0] == "device_unavailable"
+
+
+def test_a_missing_driver_reaches_health_with_the_dkms_fix(make_client, hef, sysfs):
+    shutil.rmtree(sysfs / "class" / "hailo_chardev")
+    client = make_client(INFER_MODE="hailo", HEF_PATH=hef)
+    health = client.get("/healthz").json()
+    assert health["status"] == "unavailable" and "dkms autoinstall" in health["reason"]
+    assert 'hailo_sidecar_backend_errors_total{kind="driver_missing"} 1.0' in client.get("/metrics").text

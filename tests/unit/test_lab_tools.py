@@ -98,9 +98,13 @@ def test_the_standin_observes_what_the_backend_relies_on(standin_run: Run) -> No
     # pyhailort.py has no class of its own for 74: the base class, status in the cause.
     assert obs["second_vdevice"]["class"] == "HailoRTException"
     assert obs["second_vdevice"]["status"] == 74
-    assert obs["push_past_queue"]["status"] == 82
+    # 4.23's pipeline holds twice the queue (async_pipeline_builder.cpp): found by waits alone,
+    # then pushed to, and one frame past it is 82 and the model's end (63).
+    assert obs["wait_bound"] == 2 * obs["async_queue_size"]
+    assert obs["wait_past_bound"]["status"] == 4
+    assert obs["push_to_bound"] is None
+    assert obs["push_past_bound"]["status"] == 82
     assert obs["push_after_that"]["status"] == 63
-    assert obs["wait_past_queue"]["status"] == 4
 
 
 def test_a_device_like_the_standin_compares_the_same(standin_run: Run) -> None:
@@ -113,14 +117,37 @@ def test_a_device_like_the_standin_compares_the_same(standin_run: Run) -> None:
 def test_each_difference_is_reported(standin_run: Run) -> None:
     device, obs = standin_run
     device["async_queue_size"] = obs["async_queue_size"] * 2
-    device["push_past_queue"]["status"] = 8
+    device["wait_bound"] = obs["async_queue_size"]  # a pipeline that holds the queue alone
+    device["push_past_bound"]["status"] = 8
     device["texts"]["driver_version"] = "unknown"
     differs = [ln for ln in fidelity.compare(device, obs) if ln.startswith("DIFFERS")]
     assert [ln.split(":")[1].strip() for ln in differs] == [
         "async queue size",
-        "push_past_queue",
+        "frames an idle model is granted (wait_for_async_ready)",
+        "push_past_bound",
         "driver version file form",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "rc", "out"),
+    [
+        (["fw-control", "identify"], 0, ""),
+        (["scan"], 0, "Hailo devices not found\n"),
+        (["benchmark", "model.hef"], 74, ""),
+    ],
+)
+def test_the_standin_cli_without_a_device_answers_as_hailortcli_4_23(tmp_path: Path, args, rc, out) -> None:
+    """With no device listed, 4.23's `fw-control identify` runs on none and succeeds silently
+    (hailortcli/command.cpp DeviceCommand), `scan` says so and succeeds (scan_command.cpp), and
+    only what opens a VDevice fails with 74."""
+    import hailort_apt
+
+    cli = tmp_path / "hailortcli"
+    cli.write_text(hailort_apt.HAILORTCLI.format(v="4.23.0").replace("/dev/hailo0", str(tmp_path / "hailo0")))
+    done = subprocess.run(["sh", str(cli), *args], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (rc, out), done.stderr
+    assert ("HAILO_OUT_OF_PHYSICAL_DEVICES(74)" in done.stderr) == (rc == 74)
 
 
 # The lab's connection synchrony.hailo_lab.docker (lab/plugins/connection/docker.py), through

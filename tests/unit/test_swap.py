@@ -1,8 +1,9 @@
 """The release swap (RELEASE_POINTER): a new release is loaded beside the one serving, checked
 (files against the signed manifest, the contract's shapes, the golden windows) and made active
 without a restart; a candidate that fails a check is refused and the old model keeps serving.
-In onnx mode (two ONNX Runtime sessions), hailo mode (two models on the stand-in's one VDevice)
-and stub mode; under load on a real server, no request fails."""
+In onnx mode (two ONNX Runtime sessions), hailo mode (two models on the stand-in's one VDevice;
+a fresh VDevice when the device holds the 32 core ops it can, vdma_device.cpp) and stub mode;
+under load on a real server, no request fails, also across 100 swaps in hailo mode."""
 
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ from typing import Any
 import numpy as np
 import pytest
 import standin_dfc
+import standin_hef
 from conftest import ClientFactory
 from hailo_platform import standin
 from test_server import Server
 
 from hef_compiler.golden import encode, golden
+from sidecar_app.backends import hailo
 from sidecar_app.backends.base import file_sha256
-from sidecar_app.loadgen import build_request, run_load
+from sidecar_app.loadgen import RunResult, build_request, run_load
 from sidecar_app.refmodel import calibration_set, reference_model
 
 POLL = "0.05"
@@ -226,3 +229,172 @@ def test_no_request_fails_during_swaps_under_load(root: Path) -> None:
         server.stop()
     assert result.requests > 50 and result.errors == 0 and result.failed == 0, result
     assert health["candidate"]["state"] == "active"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One release compiled by hailo-compile (stand-in DFC) for the module's tests to copy."""
+    tmp = tmp_path_factory.mktemp("compiled")
+    (tmp / "models").mkdir()
+    hailo_release(tmp / "models", tmp, "1.0.0", 7)
+    return tmp / "models" / "1.0.0"
+
+
+def copied(root: Path, compiled: Path) -> dict[str, Any]:
+    """COMPILED under ROOT; returns the pointer that makes it current."""
+    shutil.copytree(compiled, root / compiled.name)
+    manifest = json.loads((root / compiled.name / "manifest.json").read_text())
+    return {"folder": compiled.name, "file": "model.hef", "sha256": manifest["hef_sha256"],
+            "config_version": f"cfg-{compiled.name}", "num_motifs": 12}  # fmt: skip
+
+
+def recompiled(root: Path, base: dict[str, Any], count: int, tag: str = "r") -> list[dict[str, Any]]:
+    """COUNT releases of BASE's network, each a HEF of its own (another digest, so another hash:
+    HailoRT configures each as a new core op), with its manifest; returns their pointers."""
+    spec = standin_hef.read(root / base["folder"] / "model.hef")
+    pointers = []
+    for i in range(1, count + 1):
+        folder = f"{base['folder']}-{tag}{i}"
+        shutil.copytree(root / base["folder"], root / folder)
+        hef = root / folder / "model.hef"
+        hef.write_bytes(standin_hef.encode({**spec, "digest": f"{spec['digest']}-{tag}{i}"}))
+        manifest = json.loads((root / folder / "manifest.json").read_text())
+        manifest.update(hef_sha256=file_sha256(hef), version=folder)
+        (root / folder / "manifest.json").write_text(json.dumps(manifest))
+        pointers.append({**base, "folder": folder, "sha256": manifest["hef_sha256"],
+                         "config_version": f"cfg-{folder}"})  # fmt: skip
+    return pointers
+
+
+def metric(text: str, name: str) -> float:
+    (line,) = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+@pytest.mark.slow
+def test_a_hundred_hailo_swaps_under_load_fail_no_request(root: Path, compiled: Path) -> None:
+    """100 releases in a row on a real server in hailo mode under 4 clients (binary bodies). A
+    VDevice keeps every model it configured and the device refuses the 33rd (vdevice.cpp,
+    vdma_device.cpp): every 32nd swap reopens the device, with requests waiting, not failing."""
+    base = copied(root, compiled)
+    releases = recompiled(root, base, 100)
+    point(root, base)
+    server = Server(INFER_MODE="hailo", RELEASE_POINTER=str(root / "current.json"), RELEASE_POLL_S="0.02",
+                    LOG_LEVEL="warning", DEVICE_POLL_S="0")  # fmt: skip
+
+    def health() -> dict[str, Any]:
+        return dict(json.loads(urllib.request.urlopen(server.url + "/healthz", timeout=10).read()))
+
+    def swaps() -> list[str]:
+        seen = []
+        for pointer in releases:
+            point(root, pointer)
+            h = wait_for(health, lambda h, f=pointer["folder"]: h["release"]["folder"] == f, timeout=20)
+            seen.append(h["release"]["folder"])
+            if seen[-1] != pointer["folder"]:
+                break  # stuck: the assertion below names it
+        return seen
+
+    try:
+        body = np.full((100, 9), 0.1, "<f4").tobytes()
+        request = build_request("/infer", body, "application/octet-stream", f"127.0.0.1:{server.port}")
+
+        async def load_while_swapping() -> tuple[RunResult, list[str]]:
+            done = asyncio.ensure_future(asyncio.to_thread(swaps))
+            total = RunResult()
+            while not done.done():  # half-second rounds of 4 clients, bounded by the swaps' 20 s each
+                r = await run_load("127.0.0.1", server.port, request, 4, 0.5, 100_000, retry=True)
+                total.requests, total.errors, total.failed = (
+                    total.requests + r.requests,
+                    total.errors + r.errors,
+                    total.failed + r.failed,
+                )
+            return total, await done
+
+        t0 = time.perf_counter()
+        result, seen = asyncio.run(load_while_swapping())
+        elapsed = time.perf_counter() - t0
+        final = health()
+        served = urllib.request.urlopen(
+            urllib.request.Request(
+                server.url + "/infer", data=body, headers={"content-type": "application/octet-stream"}
+            )
+        )
+        metrics = urllib.request.urlopen(server.url + "/metrics").read().decode()
+    finally:
+        server.stop()
+    assert seen == [r["folder"] for r in releases], f"stopped after {seen[-1:]}: {final['candidate']}"
+    assert result.requests > 100 and result.errors == 0 and result.failed == 0, result
+    assert final["candidate"]["state"] == "active" and final["hef_sha256"] == releases[-1]["sha256"]
+    assert served.status == 200 and served.headers["x-model-sha256"] == releases[-1]["sha256"]
+    # 1 model at start + 31 swaps fill a VDevice (32); swaps 32, 64 and 96 each open a fresh one
+    # with the candidate as its first model, which 31 more swaps fill again.
+    assert metric(metrics, "hailo_sidecar_device_reopens_total") == 3
+    assert metric(metrics, "hailo_sidecar_device_core_ops") == 100 - 96 + 1
+    assert metric(metrics, 'hailo_sidecar_release_swaps_total{result="activated"}') == 100
+    print(f"100 hailo swaps in {elapsed:.1f} s under {result.requests} requests")
+
+
+def test_a_candidate_refused_on_a_reopened_device_gives_the_old_release_back(
+    make_client: ClientFactory, root: Path, compiled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every swap reopens when one model fills the VDevice: a candidate that fails its golden
+    windows on the fresh VDevice is refused and the old release is configured there again."""
+    monkeypatch.setattr(hailo, "MAX_CORE_OPS", 1)
+    a = copied(root, compiled)
+    (good,) = recompiled(root, a, 1)
+    point(root, a)
+    client = make_client(INFER_MODE="hailo", RELEASE_POINTER=str(root / "current.json"), RELEASE_POLL_S=POLL)
+    window = {"x": [[0.1] * 9] * 100}
+    before = client.post("/infer", json=window).json()
+    # A HEF whose network is not the one its golden windows came from (its first layer's
+    # activation changed).
+    (bad,) = recompiled(root, a, 1, tag="bad")
+    spec = standin_hef.read(root / bad["folder"] / "model.hef")
+    spec["standin_layers"][0]["act"] = "none" if spec["standin_layers"][0]["act"] != "none" else "tanh"
+    (root / bad["folder"] / "model.hef").write_bytes(standin_hef.encode(spec))
+    manifest = json.loads((root / bad["folder"] / "manifest.json").read_text())
+    manifest["hef_sha256"] = bad["sha256"] = file_sha256(root / bad["folder"] / "model.hef")
+    (root / bad["folder"] / "manifest.json").write_text(json.dumps(manifest))
+    point(root, bad)
+    health = wait_for(
+        lambda: client.get("/healthz").json(), lambda h: (h["candidate"] or {}).get("state") == "refused"
+    )
+    assert health["candidate"]["kind"] == "golden", health["candidate"]
+    assert health["status"] == "ok" and health["release"]["folder"] == "1.0.0"
+    assert client.post("/infer", json=window).json() == before
+    assert standin.held_vdevices() == 1 and standin.configured_core_ops() == 1
+    point(root, good)
+    health = wait_for(
+        lambda: client.get("/healthz").json(), lambda h: h["release"]["folder"] == good["folder"]
+    )
+    assert (health["candidate"]["state"], health["candidate"]["device"]) == ("active", "reopened")
+    assert client.post("/infer", json=window).status_code == 200
+    assert "hailo_sidecar_device_reopens_total 2.0" in client.get("/metrics").text
+
+
+def test_a_request_waits_for_a_reopen_at_most_the_bound_then_gets_503(
+    make_client: ClientFactory, root: Path, compiled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The on-call side of a slow reopen (here: a device at 0.1 s per frame checking 8 golden
+    windows): a request waits no longer than the bound, is told to retry, and the swap completes."""
+    monkeypatch.setattr(hailo, "MAX_CORE_OPS", 1)
+    a = copied(root, compiled)
+    (b,) = recompiled(root, a, 1)
+    point(root, a)
+    client = make_client(INFER_MODE="hailo", RELEASE_POINTER=str(root / "current.json"), RELEASE_POLL_S=POLL)
+    client.app.state.service.reopen_wait_s = 0.2
+    standin.CONTROL["frame_time_s"] = 0.1
+    point(root, b)
+    health = wait_for(
+        lambda: client.get("/healthz").json(), lambda h: (h["candidate"] or {}).get("state") == "checking"
+    )
+    assert health["candidate"]["state"] == "checking"
+    # The reopen checks 8 golden windows at 0.1 s each: had the request waited for it, it would be 200.
+    r = client.post("/infer", json={"x": [[0.1] * 9] * 100})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "being reopened for a new release (waited 0.2 s)" in r.json()["error"]
+    standin.CONTROL["frame_time_s"] = 0.0002
+    health = wait_for(lambda: client.get("/healthz").json(), lambda h: h["release"]["folder"] == b["folder"])
+    assert health["candidate"]["device"] == "reopened"
+    assert client.post("/infer", json={"x": [[0.1] * 9] * 100}).status_code == 200

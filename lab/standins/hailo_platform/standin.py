@@ -3,8 +3,10 @@
 Faults come from ``CONTROL`` (in-process) and the JSON file named by HAILO_STANDIN_CONTROL (read on
 every call, so a test can change them while a server process runs):
   device: bool            a Hailo-8 is present (default true); false: VDevice() fails with 74
-  open_status: int        VDevice() fails with this status (74 busy, 76 driver, 16 firmware,
-                          36 ioctl/permission, 64 no driver)
+  sysfs: str              a folder read as /sys: the device is listed only when its
+                          class/hailo_chardev holds an entry (no folder: no driver, 74 as in 4.23)
+  open_status: int        VDevice() and Device() fail with this status (74 busy, 76 driver,
+                          16 firmware, 36 ioctl/permission, 64 no driver as 4.17-4.22 said it)
   device_arch: str        the device ("hailo8" or "hailo8l"); configure() of another arch's HEF: 93
   async_queue_size: int   the configured model's queue (default 4)
   frame_time_s: float     device time per frame (default 0.0002)
@@ -54,8 +56,25 @@ def held_vdevices() -> int:
     return len(_pyhailort._HELD)
 
 
+def configured_core_ops() -> int:
+    """Core ops configured on the device through the VDevice that holds it (0: none holds it)."""
+    return sum(vdevice.core_ops for vdevice in _pyhailort._HELD)
+
+
+def hailort_log() -> list[str]:
+    """The lines libhailort would have written to hailort.log."""
+    return list(_pyhailort.LOG)
+
+
+def devices_opened() -> int:
+    """Device handles opened with Device.create (each Device() and get_physical_devices() opens one)."""
+    return len(_pyhailort.OPENED)
+
+
 def reset() -> None:
     CONTROL.clear()
+    _pyhailort.LOG.clear()
+    _pyhailort.OPENED.clear()
     for vdevice in list(_pyhailort._HELD):
         vdevice.release()
 

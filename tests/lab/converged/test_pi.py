@@ -58,6 +58,15 @@ def test_hailort_set_installed_from_the_signed_repository_and_held(pi):
     )
 
 
+def test_the_dkms_module_is_where_dkms_puts_it(pi):
+    """hailort-drivers' dkms.conf.in installs hailo_pci to updates/dkms (Debian's dkms too, for
+    debian*), which depmod prefers over the kernel's own modules."""
+    kernel = pi.check_output("uname -r")
+    assert (
+        pi.check_output("modinfo -F filename hailo_pci") == f"/lib/modules/{kernel}/updates/dkms/hailo_pci.ko"
+    )
+
+
 def test_one_entry_for_the_archive_and_apt_works(pi):
     """Raspberry Pi OS's own raspi.list is used where it exists (lab-pi-bookworm): a second entry
     with another Signed-By would break every apt run. lab-pi-trixie has no entry for the archive

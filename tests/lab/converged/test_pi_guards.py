@@ -97,38 +97,49 @@ def test_firmware_of_another_version_than_the_driver_asks_for_a_reboot(pi, devic
     assert snapshot(pi) == before and run.changed(HOST) == 0
 
 
-@pytest.mark.parametrize("state", ["not built for the running kernel", "the kernel's own module shadows it"])
+DKMS_STATES = ["not built for the running kernel", "the kernel's own module without a DKMS build",
+               "the kernel's own module beside the DKMS build"]  # fmt: skip
+
+
+@pytest.mark.parametrize("state", DKMS_STATES)
 def test_dkms_module_problems_for_the_running_kernel(pi, state):
+    """DKMS installs hailo_pci under updates/dkms, which depmod prefers: the kernel's own (older)
+    module is chosen only when DKMS has no build for the running kernel, and the fix is to build
+    it (`dkms autoinstall`), not a depmod override."""
     kernel = pi.check_output("uname -r")
-    extra = f"/lib/modules/{kernel}/extra/hailo_pci.ko"
-    if state == "not built for the running kernel":
-        # A kernel upgrade the DKMS driver was not built for: no module for the running kernel.
-        pi.run(f"mv {extra} /root/hailo_pci.ko.away && depmod -a")
-        expected = [
-            f"no hailo_pci module for the running kernel {kernel}",
-            "dkms autoinstall -k",
-            "hailort_hold_kernel",
-        ]
-    else:
-        # Raspberry Pi OS bookworm: the kernel's in-tree hailo_pci (older) is chosen over extra/.
-        pi.run(
-            f"mkdir -p /lib/modules/{kernel}/kernel/drivers/misc && cp {extra} "
-            f"/lib/modules/{kernel}/kernel/drivers/misc/"
-            " && echo 'override hailo_pci * kernel/drivers/misc' > /etc/depmod.d/zz-lab-in-tree.conf && "
-            "depmod -a"
-        )
-        expected = ["The running kernel's own hailo_pci", "override hailo_pci * extra", "depmod -a"]
+    dkms = f"/lib/modules/{kernel}/updates/dkms/hailo_pci.ko"
+    in_tree = f"/lib/modules/{kernel}/kernel/drivers/misc/hailo_pci.ko"
+    if state != "not built for the running kernel":
+        # Raspberry Pi OS bookworm kernels carry an in-tree hailo_pci of their own.
+        pi.run(f"mkdir -p {in_tree.rsplit('/', 1)[0]} && cp {dkms} {in_tree}")
+    if state != "the kernel's own module beside the DKMS build":
+        # A kernel upgrade the DKMS driver was not built for: no DKMS build for the running kernel.
+        pi.run(f"mv {dkms} /root/hailo_pci.ko.away")
+    pi.run("depmod -a")
+    expected = {
+        "not built for the running kernel": [f"no hailo_pci module for the running kernel {kernel}"],
+        "the kernel's own module without a DKMS build": [
+            f"The running kernel's own hailo_pci ({in_tree}",
+            f"DKMS has no build of hailo-dkms 4.23.0 for the running kernel {kernel}",
+        ],
+        "the kernel's own module beside the DKMS build": [],
+    }[state]
     try:
         before = snapshot(pi)
         run = play(HAILORT, "--limit", HOST, *VERIFY)
-        assert run.rc != 0
-        for text in expected:
-            assert text in run.text, run.text[-2000:]
+        if not expected:
+            # depmod prefers updates/: the DKMS build is chosen, nothing to report.
+            assert pi.check_output("modinfo -F filename hailo_pci") == dkms
+            assert run.rc == 0, run.out[-3000:]
+        else:
+            assert run.rc != 0
+            for text in [*expected, f"dkms autoinstall -k {kernel}", "hailort_hold_kernel"]:
+                assert text in run.text, run.text[-2000:]
+            assert "override hailo_pci" not in run.text
         assert snapshot(pi) == before and run.changed(HOST) == 0
     finally:
         pi.run(
-            f"mv /root/hailo_pci.ko.away {extra} 2>/dev/null; rm -rf /lib/modules/{kernel}/kernel "
-            "/etc/depmod.d/zz-lab-in-tree.conf; depmod -a"
+            f"mv /root/hailo_pci.ko.away {dkms} 2>/dev/null; rm -rf /lib/modules/{kernel}/kernel; depmod -a"
         )
     assert play(HAILORT, "--limit", HOST, *VERIFY).rc == 0
 

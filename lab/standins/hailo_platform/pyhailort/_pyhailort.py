@@ -8,26 +8,49 @@ hailo-ai/hailort, hailo8 branch, v4.23.0 era):
   own exception classes (pyhailort.py, ExceptionWrapper). Status names below: include/hailo/hailort.h.
 - VDevice creation scans /sys/class/hailo_chardev; no free device is HAILO_OUT_OF_PHYSICAL_DEVICES
   (74), also when this process already holds the one device (src/vdevice/vdevice.cpp,
-  create_devices: a device in use is skipped, then "not enough free devices"). Opening the node
-  without permission is HAILO_DRIVER_OPERATION_FAILED (36) (src/vdma/driver/os/posix/linux/
-  driver_os_specific.cpp, open_device_file; "with error 13" is only in the log line). No driver
-  class folder is HAILO_DRIVER_NOT_INSTALLED (64). A driver of another version is
+  create_devices: a device in use is skipped, then "not enough free devices"). In 4.23 a missing
+  class folder (no driver loaded) is an empty device list, not an error (src/vdma/driver/os/posix/
+  linux/driver_os_specific.cpp, list_devices: ENOENT returns no devices), so a missing driver is
+  74 too; 64 (HAILO_DRIVER_NOT_INSTALLED) came from 4.17-4.22's list_devices. Opening the node
+  without permission is HAILO_DRIVER_OPERATION_FAILED (36) (driver_os_specific.cpp,
+  open_device_file; "with error 13" is only in the log line). A driver of another version is
   HAILO_INVALID_DRIVER_VERSION (76); a firmware of another major.minor HAILO_UNSUPPORTED_FW_VERSION (16).
+- Each physical device counts the core ops configured on it and never forgets one:
+  VDeviceBase::configure keeps every configured core op (src/vdevice/vdevice.cpp,
+  m_vdevice_core_ops), the device's m_core_ops holds weak pointers it never prunes, and
+  VdmaDevice::create_core_ops_metadata refuses the 33rd with HAILO_INVALID_OPERATION (6)
+  (src/vdma/vdma_device.cpp; CONTROL_PROTOCOL__MAX_CONTEXT_SWITCH_APPLICATIONS = 32). A configure
+  that fails after its core op was created (InferModel::configure's batch check) still holds one;
+  one refused by the limit or by the HEF's architecture does not. With a scheduler, a HEF of the
+  same hash, network group and batch size as one already configured reuses its core op
+  (vdevice.cpp should_use_multiplexer, VDeviceCoreOp::equals). Only a new VDevice starts from 0.
 - A HEF whose magic does not match is 92, one whose length or checksum does not match is 91
   (src/hef/hef.cpp); configuring a HEF for another architecture is 93.
 - Shapes are reported without a batch axis: NHWC -> [H, W, C], NC -> [C]
   (bindings/python/src/bindings_common.hpp, get_pybind_shape).
 - InferModel.configure refuses a batch size above the internal queue (src/net_flow/pipeline/
   infer_model.cpp: HAILO_INVALID_OPERATION, 6). get_async_queue_size is that queue's size.
-- run_async pushes bindings one at a time; a push with no free slot in the queue fails with
+- The pipeline holds twice that: 4.23 builds the output buffer pools and the entry queue at twice
+  the queue size (async_pipeline_builder.cpp, edge_elements.cpp LastAsyncElement,
+  queue_elements.cpp is_entry), so 2 x get_async_queue_size() frames fit before a push fails.
+  run_async pushes bindings one at a time; a push with no free slot fails with
   HAILO_QUEUE_IS_FULL (82) and shuts the configured model down: every later push fails with
   HAILO_STREAM_ABORT (63) (src/net_flow/pipeline/infer_model.cpp ConfiguredInferModel::run_async,
   async_infer_runner.cpp AsyncInferRunnerImpl::run and AsyncPipeline::shutdown). A buffer of
   the wrong size is HAILO_INVALID_OPERATION (6) and shuts it down too (validate_bindings).
-- wait_for_async_ready(timeout, frames_count) returns once frames_count slots are free, and times
-  out (HAILO_TIMEOUT, 4) when that never happens, e.g. frames_count above the queue size.
+- wait_for_async_ready(timeout, frames_count) returns once frames_count slots of that bound are
+  free (infer_model.cpp ConfiguredInferModelImpl::wait_for_async_ready, can_push_buffers), and
+  times out (HAILO_TIMEOUT, 4) when that never happens, e.g. frames_count above the bound.
 - A frame that fails on the device does not fail job.wait(): the job's callback receives the
-  status, and the pipeline is shut down with it (AsyncInferJobImpl::wait only waits for the callback).
+  pipeline's status once the pipeline failed, else the job's own (infer_model.cpp
+  ConfiguredInferModelImpl::run_async, transfer_done), and the pipeline is shut down with it
+  (AsyncInferJobImpl::wait only waits for the callback).
+- A buffer is handed over through pybind11's py::array::mutable_data(): a read-only array (e.g.
+  np.frombuffer of bytes) raises ValueError("array is not writeable") (bindings/python/src/
+  infer_model_api.cpp ConfiguredInferModelBindingsInferStreamWrapper::set_buffer; pybind11
+  v2.10.1 numpy.h check_writeable throws std::domain_error, which pybind11 turns into ValueError).
+- Device.create opens a handle of its own for control operations (identify, temperature); it does
+  not mark the device as used, so it works next to the VDevice that holds it.
 - Callbacks run on a thread of the library, not on the caller's (infer_model_api.cpp).
 
 The simulated device is driven by faults (see hailo_platform.standin). The device's "time" per frame
@@ -40,9 +63,11 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,8 +151,13 @@ class TemperatureInfo:
 
 
 # -- the simulated machine: one Hailo-8 ---------------------------------------------------------
+DEVICE_ID = "0001:01:00.0"
+# src/vdma/vdma_device.cpp: CONTROL_PROTOCOL__MAX_CONTEXT_SWITCH_APPLICATIONS
+MAX_CORE_OPS = 32
 _HELD: list[VDevice] = []  # VDevices of this process holding the device
 _LOCK = threading.Lock()
+LOG: list[str] = []  # what libhailort writes to hailort.log (the lines this stand-in produces)
+OPENED: list[str] = []  # every Device.create, by device id (tests count the handles opened)
 
 
 def _ctl() -> dict[str, Any]:
@@ -136,70 +166,123 @@ def _ctl() -> dict[str, Any]:
     return standin.control()
 
 
+def _log(message: str) -> None:
+    # libhailort's CHECK macros log the failed condition's message, then return the status.
+    LOG.append(f"[HailoRT] [error] CHECK_AS_EXPECTED failed - {message}")
+
+
+def list_devices() -> list[str]:
+    """driver_os_specific.cpp list_devices (4.23): the entries of /sys/class/hailo_chardev, none
+    when the folder does not exist. With the control "sysfs" set, that folder under it is read."""
+    ctl = _ctl()
+    if not ctl.get("device", True):
+        return []
+    sysfs = ctl.get("sysfs")
+    if sysfs is not None:
+        try:
+            listed = any((Path(sysfs) / "class" / "hailo_chardev").iterdir())
+        except FileNotFoundError:
+            return []
+        return [DEVICE_ID] if listed else []  # one device simulated
+    return [DEVICE_ID]
+
+
 class Device:
-    """A physical device (control operations only; Device.create opens a second handle)."""
+    """A physical device handle (control operations; Device.create opens one more handle)."""
 
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
+        self.valid = True
 
     @staticmethod
     def scan() -> list[str]:
-        return ["0001:01:00.0"] if _ctl().get("device", True) else []
+        return list_devices()
 
     @staticmethod
     def create(device_id: str) -> Device:
-        _open_checks()
+        status = _ctl().get("open_status")
+        if status:
+            raise fail(int(status))
+        if device_id not in list_devices():
+            # hailort_driver.cpp HailoRTDriver::create_pcie: "Requested device not found".
+            raise fail(2)
+        OPENED.append(device_id)
         return Device(device_id)
+
+    def is_valid(self) -> bool:
+        return self.valid
+
+    def identify(self) -> dict[str, str]:
+        return {"device_architecture": str(_ctl().get("device_arch", "hailo8")).upper()}
 
     def get_chip_temperature(self) -> TemperatureInfo:
         t = float(_ctl().get("temperature_c", 47.5))
         return TemperatureInfo(t, t + 0.4, 1)
 
     def release(self) -> None:
-        return None
-
-
-def _open_checks() -> None:
-    ctl = _ctl()
-    status = ctl.get("open_status")
-    if status:
-        raise fail(int(status))
-    if not ctl.get("device", True):
-        raise fail(74)
+        self.valid = False
 
 
 class VDevice:
     def __init__(self, params: VDeviceParams, device_ids: list[str]) -> None:
-        _open_checks()
+        status = _ctl().get("open_status")
+        if status:
+            raise fail(int(status))
         with _LOCK:
-            if _HELD:
-                # The one device is marked as used by the other VDevice: skipped, none left.
+            if not list_devices() or _HELD:
+                # No device listed, or the one device is marked as used by the other VDevice:
+                # skipped, none left (vdevice.cpp create_devices).
                 raise fail(74)
             _HELD.append(self)
         self.params = params
         self.released = False
+        # The core ops its device holds (vdma_device.cpp m_core_ops: weak pointers never removed)
+        # and (hef hash, network group, batch size) of each (vdevice.cpp m_vdevice_core_ops).
+        self.core_ops = 0
+        self._configured: list[tuple[str, str, int]] = []
 
     @staticmethod
     def create(params: VDeviceParams, device_ids: list[str]) -> VDevice:
         return VDevice(params, device_ids)
 
     def create_infer_model_from_file(self, path: str, name: str = "") -> InferModel:
-        from standin_hef import HefError, read
+        from standin_hef import HefError, decode
 
         if self.released:
             raise fail(6)
         try:
-            spec = read(path)
+            data = Path(path).read_bytes()
+            spec = decode(data)
         except FileNotFoundError:
             raise fail(13) from None  # HAILO_OPEN_FILE_FAILURE
         except HefError as exc:
             raise fail(exc.status) from None
-        return InferModel(self, spec)
+        return InferModel(self, spec, hashlib.sha256(data).hexdigest())
+
+    def configure(self, model: InferModel) -> None:
+        """VDeviceBase::configure for one network group (vdevice.cpp)."""
+        device_arch = _ctl().get("device_arch", "hailo8")
+        # check_hef_is_compatible, before anything is configured: a hailo8l HEF runs on a
+        # Hailo-8; a hailo8 HEF does not fit a Hailo-8L.
+        arch = model.spec["arch"]
+        if arch != device_arch and not (arch == "hailo8l" and device_arch == "hailo8"):
+            raise fail(93)
+        key = (model.hef_hash, str(model.spec["network_group"]), model.batch_size)
+        if self.params.scheduling_algorithm != SchedulingAlgorithm.NONE and key in self._configured:
+            return  # should_use_multiplexer + VDeviceCoreOp::equals: duplicated, no new core op
+        # VdmaDevice::create_core_ops_metadata
+        if self.core_ops + 1 > MAX_CORE_OPS:
+            _log(f"Can't add 1 core-ops from HEF. Currently {self.core_ops} core-ops are configured; "
+                 f"maximum allowed core-ops: {MAX_CORE_OPS}.")  # fmt: skip
+            raise fail(6)
+        self.core_ops += 1
+        self._configured.append(key)
 
     def get_physical_devices_ids(self) -> list[str]:
-        return Device.scan()
+        return list_devices()
 
     def release(self) -> None:
+        # The VDeviceBase and its VdmaDevice go (the destructor clears the configured apps).
         with _LOCK:
             if self in _HELD:
                 _HELD.remove(self)
@@ -227,9 +310,10 @@ class InferStream:
 
 
 class InferModel:
-    def __init__(self, vdevice: VDevice, spec: dict[str, Any]) -> None:
+    def __init__(self, vdevice: VDevice, spec: dict[str, Any], hef_hash: str) -> None:
         self._vdevice = vdevice
         self.spec = spec
+        self.hef_hash = hef_hash
         self.inputs_ = {i["name"]: InferStream(i) for i in spec["inputs"]}
         self.outputs_ = {o["name"]: InferStream(o) for o in spec["outputs"]}
         self.batch_size = 0  # HAILO_DEFAULT_BATCH_SIZE
@@ -259,14 +343,10 @@ class InferModel:
         self.batch_size = n
 
     def configure(self) -> ConfiguredInferModel:
-        ctl = _ctl()
-        device_arch = ctl.get("device_arch", "hailo8")
-        # A hailo8l HEF runs on a Hailo-8; a hailo8 HEF does not fit a Hailo-8L.
-        if self.spec["arch"] != device_arch and not (
-            self.spec["arch"] == "hailo8l" and device_arch == "hailo8"
-        ):
-            raise fail(93)
-        queue = int(ctl.get("async_queue_size", 4))
+        """InferModelBase::configure (infer_model.cpp): the VDevice configures the network group
+        first; the batch check after it leaves the core op configured when it fails."""
+        self._vdevice.configure(self)
+        queue = int(_ctl().get("async_queue_size", 4))
         if self.batch_size > queue:
             raise fail(6)
         return ConfiguredInferModel(self, queue)
@@ -278,6 +358,9 @@ class Bindings:
         self.buffers: dict[str, np.ndarray] = {}
 
     def set(self, name: str, buffer: np.ndarray) -> None:
+        # infer_model_api.cpp set_buffer(py::array) -> buffer.mutable_data() (pybind11 numpy.h).
+        if not buffer.flags.writeable:
+            raise ValueError("array is not writeable")
         self.buffers[name] = buffer
 
 
@@ -288,15 +371,16 @@ class AsyncInferJob:
         self._done = threading.Event()
         self.callback: Callable[[int], None] | None = None
 
-    def frame_done(self, status: int) -> None:
+    def frame_done(self, status: int, pipeline_status: int) -> None:
         with _LOCK:
             self._left -= 1
             if status:
                 self._status = status
             last = self._left == 0
         if last:
+            # transfer_done: the pipeline's status once it failed, else the job's own.
             if self.callback is not None:
-                self.callback(self._status)
+                self.callback(pipeline_status or self._status)
             self._done.set()
 
     def wait(self, timeout_s: float) -> None:
@@ -348,7 +432,8 @@ class ConfiguredInferModel:
                 if status and not self.status:
                     self.status = status  # a failed frame shuts the pipeline down
                 self._cv.notify_all()
-            job.frame_done(status)
+                pipeline_status = self.status
+            job.frame_done(status, pipeline_status)
 
     def _run_frame(self, bindings: Bindings) -> int:
         from .. import standin
@@ -399,10 +484,15 @@ class ConfiguredInferModel:
     def deactivate(self) -> None:
         self.activated = False
 
+    @property
+    def bound(self) -> int:
+        """Frames the pipeline holds: twice the queue (the pools and entry queue of 4.23)."""
+        return 2 * self.queue_size
+
     def wait_for_async_ready(self, timeout_s: float, frames_count: int) -> None:
         deadline = time.monotonic() + timeout_s
         with self._cv:
-            while self.status == 0 and self.queue_size - self._in_flight < frames_count:
+            while self.status == 0 and self.bound - self._in_flight < frames_count:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise fail(4)
@@ -428,7 +518,7 @@ class ConfiguredInferModel:
             if scheduler == SchedulingAlgorithm.NONE and not self.activated:
                 raise fail(69)
             status = self._validate(bindings)
-            if not status and self._in_flight >= self.queue_size:
+            if not status and self._in_flight >= self.bound:
                 status = 82
             if status:
                 raise fail(status)

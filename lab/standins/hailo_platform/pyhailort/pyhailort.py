@@ -6,12 +6,17 @@ extension's HailoRTStatusException as a class picked from the status *name*, wit
 messages and ``from`` the original (so ``int(exc.__cause__.args[0])`` is the status), and the
 InferModel API (VDevice.create_infer_model, InferModel.input/output/configure,
 ConfiguredInferModel.create_bindings/wait_for_async_ready/run/run_async/get_async_queue_size/
-shutdown, Bindings.input/output .set_buffer/.get_buffer, AsyncInferJob.wait). Only what the
-sidecar and the fidelity probe use is here; the native side is _pyhailort (this folder).
+shutdown, Bindings.input/output .set_buffer/.get_buffer, AsyncInferJob.wait), run_async's
+callback_wrapper (a device failure reaches the callback as create_exception_from_status's
+exception, raised from nothing: no __cause__), and Device/VDevice constructors that run
+gc.collect() as the real ones do (VDevice.get_physical_devices makes new Devices on every call).
+Only what the sidecar and the fidelity probe use is here; the native side is _pyhailort (this
+folder).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from collections import deque
 from collections.abc import Callable
@@ -381,7 +386,18 @@ class ConfiguredInferModel:
 
 class Control:
     def __init__(self, device: _pyhailort.Device) -> None:
-        self._device = device
+        self.__device = device
+        # The real Control identifies the device when it is made (one control round trip).
+        self._identify_info = self._device.identify()
+
+    @property
+    def _device(self) -> _pyhailort.Device:
+        if not self.__device.is_valid():
+            raise HailoRTInvalidOperationException(
+                "The device in use has been released. This can happen if 'device.release()' has been "
+                "called, or one-liner usage of control 'Device().control.XX()'"
+            )
+        return self.__device
 
     def get_chip_temperature(self) -> _pyhailort.TemperatureInfo:
         with ExceptionWrapper():
@@ -394,6 +410,7 @@ class Device:
         return _pyhailort.Device.scan()
 
     def __init__(self, device_id: str | None = None) -> None:
+        gc.collect()  # as the real constructor does, on every Device made
         self._device = None
         if device_id is None:
             ids = Device.scan()
@@ -424,6 +441,7 @@ class VDevice:
     def __init__(
         self, params: _pyhailort.VDeviceParams | None = None, *, device_ids: list[str] | None = None
     ) -> None:
+        gc.collect()  # as the real constructor does
         self._vdevice: _pyhailort.VDevice | None = None
         self._params = params
         self._creation_pid = os.getpid()
@@ -463,6 +481,7 @@ class VDevice:
             return self._vdevice.get_physical_devices_ids()
 
     def get_physical_devices(self) -> list[Device]:
+        # A new Device (gc.collect, a handle of its own, an identify) for every id, every call.
         return [Device(dev_id) for dev_id in self.get_physical_devices_ids()]
 
     def create_infer_model(self, hef_source: str, name: str = "") -> InferModel:
