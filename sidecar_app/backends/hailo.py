@@ -301,7 +301,7 @@ class DeviceHandle:
             if self._released:
                 raise ModelLoadError("device_closed", "the device is not open")
             if self._control is None:
-                (device_id, *_) = self.vdevice.get_physical_devices_ids()
+                (device_id, *_others) = self.vdevice.get_physical_devices_ids()
                 self._control = self._hp.Device(device_id)
             try:
                 return self._control.control.get_chip_temperature()
