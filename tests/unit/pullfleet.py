@@ -170,11 +170,12 @@ def agent(fleet: dict[str, Path], reports: str, host: str = "pi-1", wave: int = 
 
 def exported(fleet: dict[str, Path], host: str = "pi-1") -> str:
     """What the node exporter's hailo collector (monitoring_agent) makes of the host's rollout
-    file: the text Prometheus scrapes."""
+    file: the text Prometheus scrapes (on a host without HailoRT's tools: an empty PATH)."""
     state = fleet["tmp"] / f"state-{host}"
     out = state / "hailo.prom"
     sh(sys.executable, str(COLLECTOR), str(out), "--device", str(state / "no-device"),
-       "--release", str(state / "no-release.json"), "--rollout", str(state / "rollout.json"))  # fmt: skip
+       "--release", str(state / "no-release.json"), "--rollout", str(state / "rollout.json"),
+       env={"PATH": ""})  # fmt: skip
     return out.read_text()
 
 

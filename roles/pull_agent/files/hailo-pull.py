@@ -62,7 +62,8 @@ SIGNATURE_STARTS = {
 }
 TAGGER = re.compile(rb"^.* <[^<>]*> ([0-9]{1,12}) [+-][0-9]{4}$")
 REPORT_MAX_BYTES = 65536
-SECRET_FIELDS = ("repo_url", "reports_url", "reports_password")
+# The refused tags an outcome lists (the highest versions; the rest are counted).
+REFUSED_LISTED = 20
 
 
 class Refused(Exception):
@@ -149,8 +150,8 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 
 # -- git ------------------------------------------------------------------------------------------
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment for a child, without anything of the agent's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAILO_PULL_", "GIT_CONFIG_"))}
+    """This process's environment for a child, without git configuration it did not set itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_CONFIG_")}
     return {**env, "GIT_TERMINAL_PROMPT": "0", **(extra or {})}
 
 
@@ -260,18 +261,17 @@ def ssh_verify(payload: bytes, signature: bytes, namespace: str, keys: Keys) -> 
         principals = list(dict.fromkeys(p.strip() for p in named + keys.principals() if p.strip()))
         errors = [found.stderr]
 
-        def verify(principal: str, revoked: bool) -> subprocess.CompletedProcess[str]:
+        def verify(principal: str, revoked: bool) -> subprocess.CompletedProcess[bytes]:
             revoke = ["-r", str(keys.revoked)] if revoked and keys.revoked else []
             argv = ["ssh-keygen", "-Y", "verify", "-f", str(keys.allowed), "-I", principal, "-n", namespace,
                     "-s", str(sig), *revoke]  # fmt: skip
-            return subprocess.run(argv, input=payload.decode("latin-1"), capture_output=True, text=True,
-                                  encoding="latin-1")  # fmt: skip
+            return subprocess.run(argv, input=payload, capture_output=True)
 
         for principal in principals:
             proc = verify(principal, True)
             if proc.returncode == 0:
-                return proc.stdout.strip().splitlines()[0]
-            errors.append(proc.stderr)
+                return proc.stdout.decode(errors="replace").strip().splitlines()[0]
+            errors.append(proc.stderr.decode(errors="replace"))
         if keys.revoked:
             for principal in principals:
                 if verify(principal, False).returncode == 0:
@@ -315,11 +315,11 @@ def split_signature(raw: bytes) -> tuple[bytes, bytes, str | None]:
     splits a tag object; kind is None when there is none."""
     start, kind = len(raw), None
     offset = 0
-    for line in raw.splitlines(keepends=True):
+    for line in raw.split(b"\n"):
         for marker, what in SIGNATURE_STARTS.items():
             if line.startswith(marker):
                 start, kind = offset, what
-        offset += len(line)
+        offset += len(line) + 1
     return raw[:start], raw[start:], kind
 
 
@@ -555,7 +555,12 @@ def run(a: argparse.Namespace, creds: Credentials, rollout: Path) -> dict[str, A
     fetch(creds, repo)
     tag, refused = choose(repo, a, keys, applied)
     if refused:
-        out["refused_tags"] = refused
+        listed = sorted(refused, key=lambda n: (version_of(n, prefix) or (), n), reverse=True)[
+            :REFUSED_LISTED
+        ]
+        out["refused_tags"] = {n: refused[n] for n in listed}
+        if len(refused) > len(listed):
+            out["refused_more"] = len(refused) - len(listed)
     if tag is None:
         if refused:
             name = worst(refused, prefix)
