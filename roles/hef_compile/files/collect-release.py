@@ -77,7 +77,10 @@ def copy_out(dirfd: int, name: str, dest: Path) -> None:
 
 def sha256(path: Path) -> str:
     with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        h = hashlib.sha256()  # no hashlib.file_digest: GPUSrv may be Ubuntu 22.04 (Python 3.10)
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
 
 
 def check(copy: Path, model: str, version: str) -> None:
