@@ -8,12 +8,13 @@ OUT is the folder the container writes (owned by its user: whatever runs in it, 
 included, may have put anything there). OUT/MODEL/VERSION is walked without following links, and
 only regular files with one link, named as hailo-compile names them (manifest.json, model.hef,
 model.onnx, golden.json, model.hef.sha256) and no larger than the limit, are copied; anything else
-refuses the release. The copy is checked: the manifest names this model and version, hef is
-model.hef, every sha256 is present, 64 lower-case hex and the file's, golden data is there when the
-manifest has it (and only then), model.hef.sha256 says what the manifest says. Only then does the
-copy replace DEST/MODEL/VERSION (root's, 0755; files 0644), and only when it differs (its signature
-then goes with it). Prints "collected" or "unchanged"; exits 1 with one line naming the problem,
-leaving DEST as it was.
+refuses the release, but for a manifest.json.sig, which is never read (the role's earlier versions
+signed in that folder; the copy is signed on its own). The copy is checked: the manifest names this
+model and version, hef is model.hef, every sha256 is present, 64 lower-case hex and the file's,
+golden data is there when the manifest has it (and only then), model.hef.sha256 says what the
+manifest says. Only then does the copy replace DEST/MODEL/VERSION (root's, 0755; files 0644), and
+only when it differs (its signature then goes with it). Prints "collected" or "unchanged"; exits 1
+with one line naming the problem, leaving DEST as it was.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 NAMES = ("manifest.json", "model.hef", "model.onnx", "golden.json", "model.hef.sha256")
+# Left in the compiler's folder by the role's earlier versions, which signed there: never read.
+SKIPPED = ("manifest.json.sig",)
 PART = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_BYTES = 4 << 30  # a file larger than this is not a release's
@@ -145,7 +148,7 @@ def collect(out: Path, model: str, version: str, dest: Path) -> str:
         for part in (model, version):
             fds.append(open_dir(part, fds[-1]))
         try:
-            for name in sorted(os.listdir(fds[-1])):
+            for name in sorted(set(os.listdir(fds[-1])) - set(SKIPPED)):
                 copy_out(fds[-1], name, copy / name)
         finally:
             for fd in fds:

@@ -72,8 +72,15 @@ def test_a_release_is_collected_once_into_a_folder_of_roots(gpusrv: dict[str, Pa
         "0o644"
     } and got.stat().st_mode & 0o777 == 0o755
     (got / "manifest.json.sig").write_text("a signature")  # signed after the first run: kept
+    # A signature the role's earlier versions made in the compiler's folder is never read, even a
+    # link to the key.
+    (gpusrv["release"] / "manifest.json.sig").symlink_to(gpusrv["key"])
     again = collect(gpusrv)
-    assert "imu-encoder 1.0.0 unchanged" in again.stdout and (got / "manifest.json.sig").exists()
+    assert (
+        "imu-encoder 1.0.0 unchanged" in again.stdout
+        and (got / "manifest.json.sig").read_text() == "a signature"
+    )
+    assert leaked(gpusrv) == []
 
 
 def to_key(name: str) -> Callable[[dict[str, Path]], None]:
