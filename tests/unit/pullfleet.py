@@ -105,11 +105,13 @@ def make_fleet(tmp_path: Path) -> dict[str, Path]:
     sh("git", "commit", "-q", "-m", "site", cwd=src)
     sh("git", "remote", "add", "origin", str(remote), cwd=src)
     # ansible-playbook, recorded: writes the run_stats callback's file for the --limit host as the
-    # real callback does (changed=2), or fails (changed=1, failures=1), and keeps its environment.
+    # real callback does (changed=2), or fails (changed=1, failures=1), and keeps its environment
+    # and the rollout file as it finds it.
     fake = tmp_path / "ansible-playbook"
     fake.write_text(
         f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\nenv > {tmp_path}/calls.env\n'
         'for a; do [ "$prev" = --limit ] && h="$a"; prev="$a"; done\n'
+        f'cp "{tmp_path}/state-$h/rollout.json" "{tmp_path}/rollout-while-applying.json"\n'
         'if [ -f "$(dirname "$0")/fail" ]; then c=1 f=1; else c=2 f=0; fi\n'
         'printf \'{"hosts": {"%s": {"ok": 40, "changed": %s, "failures": %s, "unreachable": 0, '
         '"skipped": 3, "rescued": 0, "ignored": 0}}}\\n\' "$h" "$c" "$f" > "$HAILO_RUN_STATS_FILE"\n'

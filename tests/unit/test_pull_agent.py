@@ -43,6 +43,9 @@ def test_a_signed_tag_is_applied_once_and_reported(fleet: dict[str, Path], repor
     # This host only, over a local connection, whatever the site's inventory says of it.
     assert calls[calls.index("--limit") + 1] == "pi-1" and "ansible_connection=local" in calls
     assert calls[calls.index("-i") + 2].endswith("playbooks/pi.yml")
+    # While the playbook runs (and if the run dies there), the rollout file says so.
+    during = json.loads((fleet["tmp"] / "rollout-while-applying.json").read_text())
+    assert during["result"] == "applying" and during["target"] == {**first["target"], "state": "applying"}
     sent = report(Reports.store, "fleet-1.0.0", "pi-1")
     assert (sent["result"], sent["wave"], sent["commit"]) == ("deployed", 0, first["commit"])
     again = agent(fleet, reports)
