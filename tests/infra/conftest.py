@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "ci_runner_home": "/opt/actions-runner",
     "ci_runner_labels": ["self-hosted", "linux", "x64", "hailo-builder"],
     "hef_compile_work_dir": "/opt/hailo/compile",
+    "hef_compile_releases_dir": "/opt/hailo/releases",
     "sidecar_image_repository": "hailo/sidecar",
     "hailort_device_required": True,
     "sidecar_stack_hailo_device": "/dev/hailo0",
