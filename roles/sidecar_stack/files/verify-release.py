@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import errno
 import hashlib
 import json
 import os
@@ -47,7 +48,6 @@ from typing import Any
 SHA256 = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 MANIFEST_MAX = 1 << 20
-FILES = ("model.hef", "model.onnx")
 
 
 class Refused(Exception):
@@ -62,7 +62,7 @@ def open_regular(dirfd: int, name: str) -> int:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the name is a symbolic link
+        if exc.errno == errno.ELOOP:  # the name is a symbolic link
             raise Refused(f"{name} is a symbolic link: a release holds regular files only") from None
         raise Refused(f"{name} cannot be opened: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
