@@ -135,12 +135,24 @@ def check_golden(
     backend: Backend, release: Release, manifest: dict[str, Any] | None
 ) -> dict[str, float] | None:
     """Runs BACKEND on the release's golden windows and compares with the reference outputs.
-    Returns the figures; raises ModelLoadError("golden") when they miss the parity thresholds.
+    Returns the figures; raises ModelLoadError("golden") when they miss the parity thresholds, or
+    when the manifest's golden entry is not what hef_compile writes (the rule the sidecar_stack
+    role's verifier applies too: an object, file golden.json, a sha256 of 64 lower-case hex).
     None: the release carries no golden windows (releases made before they existed)."""
-    gold = (manifest or {}).get("golden")
-    if not isinstance(gold, dict) or release.directory is None:
+    if release.directory is None or "golden" not in (manifest or {}):
         return None
-    path = release.directory / str(gold.get("file", "golden.json"))
+    gold = (manifest or {})["golden"]
+    if not isinstance(gold, dict):
+        raise ModelLoadError(
+            "golden", "the release's manifest is refused: golden must be an object (file, sha256)"
+        )
+    if gold.get("file", "golden.json") != "golden.json":
+        raise ModelLoadError("golden", f"the release's manifest is refused: golden.file must be golden.json "
+                             f"(got {gold.get('file')!r})")  # fmt: skip
+    if not (isinstance(gold.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", gold["sha256"])):
+        raise ModelLoadError("golden", "the release's manifest is refused: golden.sha256 must be 64 "
+                             f"lower-case hex digits (got {gold.get('sha256')!r})")  # fmt: skip
+    path = release.directory / "golden.json"
     try:
         raw = path.read_bytes()
     except OSError as exc:

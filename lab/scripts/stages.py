@@ -37,7 +37,7 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
-# The lab's callback that writes a run's per-host counts as JSON (lab/plugins/callback/run_stats.py).
+# The lab's callback that writes a run's per-host counts as JSON (lab/plugins/callback/run_stats.py, a link to the pull agent's roles/pull_agent/files/hailo-pull-callbacks/run_stats.py).
 STATS_CALLBACK = "synchrony.hailo_lab.run_stats"
 REPORT_LINES = 60
 

@@ -1,5 +1,6 @@
 """GPUSrv: Docker with buildx and compose, the builder with linux/arm64 and live binfmt, the CI
-runner service, compiled releases whose checksums match their manifests, the runtime image
+runner service, compiled releases whose checksums match their manifests, each collected into a
+root-owned folder and signed there (never signed in the compiler's own folder), the runtime image
 (linux/arm64) in the registry, and the stub stack serving the contract with that very image."""
 
 from __future__ import annotations
@@ -69,6 +70,22 @@ def test_compiled_releases_match_their_manifests(host):
         assert host.file(f"{release}/model.onnx").sha256sum == manifest["onnx_sha256"], release
         check = host.run(f"cd {release} && sha256sum --check --strict model.hef.sha256")
         assert check.rc == 0, check.stdout + check.stderr
+
+
+def test_signed_releases_are_roots_regular_files_matching_the_compilers(host):
+    """hef_compile signs and fetches only what it collected out of the compiler's folder."""
+    out_dir, signed_dir = f"{var(host, 'hef_compile_work_dir')}/out", var(host, "hef_compile_releases_dir")
+    manifests = host.run(f"find {signed_dir} -mindepth 3 -maxdepth 3 -name manifest.json").stdout.split()
+    assert manifests, f"no signed release under {signed_dir}"
+    for path in manifests:
+        release = path.rsplit("/", 1)[0]
+        entries = host.run(f"find {release} -mindepth 1 -printf '%y %u %m %f\\n'").stdout.split("\n")
+        for kind, user, mode, name in (e.split() for e in entries if e):
+            assert (kind, user, mode) == ("f", "root", "644"), f"{release}/{name}: {kind} {user} {mode}"
+        assert host.file(f"{release}/manifest.json.sig").exists, f"{release} is not signed"
+        compiled = release.replace(signed_dir, out_dir, 1)
+        for name in ("manifest.json", "model.hef", "golden.json"):
+            assert host.file(f"{release}/{name}").sha256sum == host.file(f"{compiled}/{name}").sha256sum
 
 
 def test_stub_stack_runs_the_pushed_linux_arm64_image(host, stack):

@@ -1,7 +1,7 @@
-"""roles/sidecar_stack/files/verify-release.sh, the check a Pi makes before it writes a release:
+"""roles/sidecar_stack/files/verify-release.py, the check a Pi makes before it writes a release:
 the signature (ssh-keygen -Y, as hef_compile signs) and every file against the signed manifest.
 Each bad input is refused with its reason; the lab runs the same script on the Pis
-(tests/lab/rollout/test_signed_releases.py)."""
+(tests/lab/rollout/test_signed_releases.py). The attacks on it are in tests/unit/attacks/test_push.py."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "sidecar_stack" / "files" / "verify-release.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "sidecar_stack" / "files" / "verify-release.py"
 NS = "hailo-pipeline-release"
 
 
@@ -29,16 +30,22 @@ def sign(key: Path, manifest: Path, ns: str = NS) -> None:
     subprocess.run(["ssh-keygen", "-Y", "sign", "-q", "-f", str(key), "-n", ns, str(manifest)], check=True)
 
 
-@pytest.fixture
-def signed(tmp_path: Path) -> dict[str, Path]:
+def make_release(tmp_path: Path) -> dict[str, Path]:
+    """A release as hef_compile makes it, signed by a key of the allowed signers."""
     rel = tmp_path / "release"
     rel.mkdir()
     files = {"model.hef": b"hef", "model.onnx": b"onnx", "golden.json": b"{}"}
     for name, data in files.items():
         (rel / name).write_bytes(data)
     sha = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
-    manifest = {"hef": "model.hef", "hef_sha256": sha["model.hef"], "onnx_sha256": sha["model.onnx"],
-                "golden": {"file": "golden.json", "sha256": sha["golden.json"]}}  # fmt: skip
+    manifest = {
+        "model": "imu-encoder",
+        "version": "1.2.0",
+        "hef": "model.hef",
+        "hef_sha256": sha["model.hef"],
+        "onnx_sha256": sha["model.onnx"],
+        "golden": {"file": "golden.json", "sha256": sha["golden.json"]},
+    }
     (rel / "manifest.json").write_text(json.dumps(manifest))
     key = tmp_path / "key"
     public = keygen(key)
@@ -48,10 +55,19 @@ def signed(tmp_path: Path) -> dict[str, Path]:
     return {"release": rel, "key": key, "allowed": allowed, "public": tmp_path / "key.pub", "tmp": tmp_path}
 
 
+@pytest.fixture
+def signed(tmp_path: Path) -> dict[str, Path]:
+    return make_release(tmp_path)
+
+
 def verify(
-    p: dict[str, Path], require: str = "true", revoked: Path | None = None, files: Path | None = None
+    p: dict[str, Path],
+    require: str = "true",
+    revoked: Path | None = None,
+    files: Path | None = None,
+    options: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    argv = ["sh", str(SCRIPT), str(p["release"]), NS, require, str(p["allowed"])]
+    argv = [sys.executable, str(SCRIPT), *options, str(p["release"]), NS, require, str(p["allowed"])]
     if revoked is not None or files is not None:
         argv.append(str(revoked or ""))
     if files is not None:
@@ -128,7 +144,7 @@ def test_unsigned_is_accepted_only_when_signatures_are_not_required(signed: dict
 def in_place(
     incoming: Path, folder: Path, allowed: Path, revoked: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """verify-release.sh --in-place, as the role runs it (ansible.builtin.script): the incoming
+    """verify-release.py --in-place, as the role runs it (ansible.builtin.script): the incoming
     manifest and signature base64-encoded in the environment, the keys as text."""
     sig = incoming / "manifest.json.sig"
     env = {
@@ -139,7 +155,7 @@ def in_place(
         "RELEASE_REVOKED_KEYS": revoked,
         "TMPDIR": str(folder.parent / "tmp"),
     }
-    argv = ["sh", str(SCRIPT), "--in-place", str(folder), NS, "true"]
+    argv = [sys.executable, str(SCRIPT), "--in-place", str(folder), NS, "true"]
     return subprocess.run(argv, capture_output=True, text=True, env=env)
 
 

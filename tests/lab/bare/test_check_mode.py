@@ -33,8 +33,10 @@ def extra() -> dict[str, dict[str, Any]]:
           # Pull mode's roles are optional: on here so that their phases run too.
           "pull_agent_enabled": True, "pull_agent_repo_url": "http://lab-gpusrv:8082/fleet.git",
           "pull_agent_reports_url": "http://lab-gpusrv:8082/reports",
-          "pull_agent_allowed_signers": 'release namespaces="git" ssh-ed25519 AAAAC3Nza'}  # fmt: skip
-    return {"playbooks/gpusrv.yml": {"fleet_repo_enabled": True}, "playbooks/pi.yml": pi}
+          "pull_agent_allowed_signers": 'release namespaces="git" ssh-ed25519 AAAAC3Nza',
+          "pull_agent_reports_secret": "check-mode-reports-secret"}  # fmt: skip
+    gpusrv = {"fleet_repo_enabled": True, "fleet_repo_reports_secret": "check-mode-reports-secret"}
+    return {"playbooks/gpusrv.yml": gpusrv, "playbooks/pi.yml": pi}
 
 
 def roles_of(playbook: str) -> list[str]:

@@ -195,7 +195,8 @@ def test_kernel_packages_held_with_the_set_on_request():
 # Pull mode (pull_agent) as a site would enable it, each bad case changing one variable.
 PULL = {"pull_agent_enabled": True, "pull_agent_repo_url": "http://gpusrv:8082/fleet.git",
         "pull_agent_reports_url": "http://gpusrv:8082/reports",
-        "pull_agent_allowed_signers": 'release namespaces="git" ssh-ed25519 AAAAC3Nza'}  # fmt: skip
+        "pull_agent_allowed_signers": 'release namespaces="git" ssh-ed25519 AAAAC3Nza',
+        "pull_agent_reports_secret": "a-reports-secret-for-the-guards"}  # fmt: skip
 BAD = {
     "version set without the library": (
         {"hailort_version_set": {"hailo-dkms": "4.23.0-1", "python3-hailort": "4.23.0-1"}},
@@ -220,6 +221,12 @@ BAD = {
         {**PULL, "pull_agent_reports_url": "ssh://gpusrv/reports"},
         "pull_agent_reports_url must",
     ),
+    # The URL carries a credential: the message shows the URL without it.
+    "pull repository over ftp, with a credential": (
+        {**PULL, "pull_agent_repo_url": "ftp://fleet:hunter2-of-the-fleet@gpusrv/fleet.git"},
+        "pull_agent_repo_url must",
+    ),
+    "pull wave without canaries": ({**PULL, "pull_agent_wave": 1}, "pull_agent_canaries"),
 }
 
 
@@ -231,6 +238,11 @@ def bad_runs(pi) -> BadRuns:
 
 def test_bad_variables_change_nothing_on_the_host(bad_runs):
     assert bad_runs.changed == [], "a bad-variable run changed the host"
+
+
+def test_a_credential_in_a_refused_url_stays_out_of_the_output(bad_runs):
+    run = bad_runs.runs["pull repository over ftp, with a credential"]
+    assert "ftp://***@gpusrv/fleet.git" in run.text and "hunter2" not in run.out
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))

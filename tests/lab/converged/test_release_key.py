@@ -33,3 +33,32 @@ def test_the_signing_key_stays_in_its_file() -> None:
     on_controller = [p for p in LAB.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert on_controller == [], on_controller
     assert Path(LAB / "allowed_signers").read_text().startswith("hailo-pipeline-release@lab-gpusrv ")
+
+
+def test_a_link_to_the_key_in_the_compilers_output_is_refused() -> None:
+    """A compromised compiler (its DFC wheel runs as the container's user, who owns the output
+    folder) replaces model.onnx by a link to the release key: hailo-compile inside the container
+    sees a dangling link and calls the release up to date, and root used to sign and fetch it,
+    following the link, into the controller's artifacts. The role refuses it before signing; the
+    controller's release and GPUSrv's signed one stay as they were."""
+    g = host(GPUSRV)
+    out = "/opt/hailo/compile/out/imu-encoder/1.0.0"
+    fetched = LAB / "artifacts" / "imu-encoder" / "1.0.0"
+    before = {p.name: p.read_bytes() for p in fetched.iterdir()}
+    signed = g.check_output("sha256sum /opt/hailo/releases/imu-encoder/1.0.0/*")
+    g.check_output(f"cp -a {out}/model.onnx /root/model.onnx.keep")
+    try:
+        g.check_output(f"setpriv --reuid=10001 --regid=10001 --clear-groups ln -sfn {KEY} {out}/model.onnx")
+        run = play(
+            "playbooks/gpusrv.yml",
+            "--tags",
+            "hef_compile",
+            env={"HAILO_RUNNER_TOKEN": "lab-registration-token"},
+        )
+    finally:
+        g.check_output(f"rm -f {out}/model.onnx && cp -a /root/model.onnx.keep {out}/model.onnx")
+        g.check_output("rm -f /root/model.onnx.keep")
+    assert run.rc != 0, run.out[-3000:]
+    assert "model.onnx is a symbolic link: a release holds regular files only" in run.text, run.out[-3000:]
+    assert {p.name: p.read_bytes() for p in fetched.iterdir()} == before, "the controller's release changed"
+    assert g.check_output("sha256sum /opt/hailo/releases/imu-encoder/1.0.0/*") == signed

@@ -1,7 +1,9 @@
 """Signed releases on a lab Pi (after test_rollout.py: both Pis serve release C, lab-C). Each bad
 release is refused with the reason named, the host keeps serving C, and nothing on it changed:
 refused by the role before anything is written (unsigned, unknown key, expired key, revoked key,
-manifest edited after signing, model edited after signing; checked together for changes), or by
+manifest edited after signing, model edited after signing, and an older release validly signed:
+the rollback attack, tests/unit/attacks/test_push.py has the others; checked together for
+changes), or by
 the running sidecar's check of the candidate (golden windows not reproduced, wrong output shape),
 after which the role restores the pointer and removes the folder it placed. Only the sidecar_stack
 role runs (--tags), to keep the lab stage short; the canary case runs the fleet playbook with
@@ -72,6 +74,12 @@ def edit_hef(d: Path) -> None:
     (d / "model.hef").write_bytes((d / "model.hef").read_bytes() + b"\0")
 
 
+def older(d: Path) -> None:
+    """GPUSrv's first release (1.0.0, signed by its key, valid now) in place of C (1.2.0)."""
+    shutil.rmtree(d)
+    shutil.copytree(release("1.0.0"), d)
+
+
 PUBLIC = " ".join(SIGNERS.split()[2:4])
 CASES = {
     "unsigned": (lambda d, t: (d / "manifest.json.sig").unlink(), {}, "is unsigned (no manifest.json.sig)"),
@@ -89,6 +97,11 @@ CASES = {
     "revoked key": (None, {"sidecar_stack_revoked_keys": PUBLIC}, "with a revoked key"),
     "manifest edited": (lambda d, t: edit_manifest(d), {}, "manifest.json was changed after signing"),
     "model.hef edited": (lambda d, t: edit_hef(d), {}, "the release is damaged or was modified"),
+    "older release, validly signed": (
+        lambda d, t: older(d),
+        {},
+        "imu-encoder 1.0.0 is older than 1.2.0, which this host serves",
+    ),
 }
 
 

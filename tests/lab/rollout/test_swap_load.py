@@ -81,7 +81,10 @@ def figures(name: str, res: RunResult, start: float, end: float) -> str:
 
 
 def test_swap_and_restart_under_load() -> None:
-    run, swap, s0, s1 = under_load({"sidecar_stack_release_dir": str(release("1.0.0"))})
+    # Back to an older release: the operator's call, for this run only.
+    run, swap, s0, s1 = under_load(
+        {"sidecar_stack_release_dir": str(release("1.0.0")), "sidecar_stack_allow_downgrade": True}
+    )
     assert run.rc == 0, run.out[-3000:]
     report = json.loads((LAB / "swap-load.json").read_text())
     assert report[HOST]["result"]["path"] == "swap"
