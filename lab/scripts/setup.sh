@@ -135,15 +135,19 @@ apt_missing() {
 
 step_host_packages() {
   local missing
-  # prometheus: its promtool checks and unit-tests the monitoring role's rules (the server is not run).
-  missing="$(apt_missing debootstrap python3-venv ca-certificates curl git make xz-utils socat prometheus)"
+  # prometheus, prometheus-alertmanager: promtool checks and unit-tests the monitoring role's rules,
+  # amtool its Alertmanager configuration, and the unit tests run an Alertmanager of their own.
+  missing="$(apt_missing debootstrap python3-venv ca-certificates curl git make xz-utils socat prometheus \
+    prometheus-alertmanager)"
   if [ -z "$missing" ]; then cached; return; fi
   $SUDO apt-get update -q
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
-  # Debian starts the Prometheus it installs where systemd runs: this machine only needs promtool.
-  if [ -d /run/systemd/system ] && [[ " $missing " == *" prometheus "* ]]; then
-    $SUDO systemctl disable --now prometheus || true
+  # Debian starts the services it installs where systemd runs: this machine only needs their tools.
+  if [ -d /run/systemd/system ]; then
+    for p in prometheus prometheus-alertmanager; do
+      if [[ " $missing " == *" $p "* ]]; then $SUDO systemctl disable --now "$p" || true; fi
+    done
   fi
 }
 
@@ -356,7 +360,7 @@ step_systemd_trixie() { build_systemd_image trixie; }
 
 main() {
   $SUDO mkdir -p "$STATE"
-  run_step host_packages "host packages (debootstrap, venv, curl, socat, promtool)"
+  run_step host_packages "host packages (debootstrap, venv, curl, socat, promtool, amtool)"
   run_step docker_packages "Docker engine, buildx, compose v2, QEMU, registry"
   run_step binfmt "arm64 binfmt registration"
   run_step dockerd "Docker daemon running"

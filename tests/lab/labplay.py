@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -164,3 +165,59 @@ def refused_runs(h: Any, cases: dict[str, Callable[[], Run]], workers: int = 4) 
 def bad_variable_runs(h: Any, playbook: str, cases: dict[str, dict[str, Any]], *args: str) -> BadRuns:
     """Every bad-variable run of PLAYBOOK at once (each stops in the preflight play)."""
     return refused_runs(h, {case: partial(play, playbook, *args, extra=e) for case, e in cases.items()})
+
+
+# The fleet's monitoring on lab-gpusrv (roles/monitoring): Prometheus, Alertmanager and the
+# stand-in receiver of their notifications (lab/playbooks/files/alert-receiver.py).
+PROMETHEUS = "http://127.0.0.1:9090"
+ALERTMANAGER = "http://127.0.0.1:9093"
+RECEIVED = "/var/log/hailo-lab/alerts.jsonl"
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
+    """CHECK's first true result, polled every 3 s; fails naming WHAT after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"{what}: not within {timeout:.0f} s"
+            return result
+        time.sleep(3)
+
+
+def api(url: str, query: str | None = None) -> Any:
+    """A GET of lab-gpusrv's Prometheus or Alertmanager API (URL), with a PromQL QUERY URL-encoded
+    by curl; the response's data (Prometheus) or the response (Alertmanager)."""
+    form = f" -G --data-urlencode {shlex.quote('query=' + query)}" if query else ""
+    data = json.loads(host(GPUSRV).check_output(f"curl -fsS {shlex.quote(url)}{form}"))
+    return data["data"] if isinstance(data, dict) and "data" in data else data
+
+
+def query(promql: str) -> dict[str, dict[str, Any]]:
+    """An instant PromQL query's result by the series' host label."""
+    return {r["metric"].get("host", ""): r for r in api(f"{PROMETHEUS}/api/v1/query", promql)["result"]}
+
+
+def alert(name: str, host_name: str) -> dict[str, Any] | None:
+    """The alert NAME about HOST_NAME as Prometheus has it (state pending or firing), or None."""
+    found = [a for a in api(f"{PROMETHEUS}/api/v1/alerts")["alerts"]
+             if a["labels"]["alertname"] == name and a["labels"].get("host") == host_name]  # fmt: skip
+    return found[0] if found else None
+
+
+def firing(name: str, host_name: str) -> bool:
+    a = alert(name, host_name)
+    return a is not None and a["state"] == "firing"
+
+
+def notifications(since: float) -> list[tuple[str, str, str, str]]:
+    """What reached the receiver after SINCE (lab-gpusrv's clock): (receiver, status, alertname,
+    host) per alert of each notification; receiver is the URL's first path part (page, ticket)."""
+    out = []
+    for line in host(GPUSRV).run(f"cat {RECEIVED}").stdout.splitlines():
+        n = json.loads(line)
+        if n["received"] > since:
+            receiver = n["path"].strip("/").split("/")[0]
+            out += [(receiver, a["status"], a["labels"]["alertname"], a["labels"].get("host", ""))
+                    for a in n["notification"]["alerts"]]  # fmt: skip
+    return out

@@ -3,7 +3,8 @@ its last rollout, for prometheus-node-exporter's textfile collector. Run by hail
 every minute; writes OUT atomically (a temporary file renamed over it), reads only.
 
   hailo-textfile.py OUT [--device /dev/hailo0] [--release /opt/hailo-sidecar/release.json]
-                        [--rollout /var/lib/hailo-pipeline/rollout.json]
+                        [--desired /opt/hailo-sidecar/desired.json]
+                        [--rollout /var/lib/hailo-pipeline/rollout.json] [--pull-agent]
 
 Metrics (one host each):
   hailo_host_hailort_version_info{part, version}  library (hailortcli), binding (python3-hailort),
@@ -12,14 +13,22 @@ Metrics (one host each):
   hailo_host_device_present, hailo_host_device_mode
   hailo_host_release_info{model, version, sha256, config_version, profile}
   hailo_host_release_deployed_timestamp_seconds
+  hailo_host_desired_release_info{model, version, config_version}
+                                                  the release this host must serve: what the
+                                                  inventory gave the last pi.yml run that reached
+                                                  it (sidecar_stack writes desired.json first)
   hailo_host_rollout_result{result}, hailo_host_rollout_timestamp_seconds, hailo_host_rollout_changed
+  hailo_host_rollout_target_info{tag, version, state}, hailo_host_rollout_target_tagged_timestamp_seconds
+                                                  pull mode: the tag the agent works towards and
+                                                  where it is (waiting, held, applying, ...)
+  hailo_host_pull_agent_enabled                   1 with --pull-agent (the host is in pull mode)
   hailo_host_textfile_run_timestamp_seconds
 """
 
 from __future__ import annotations
 
 import argparse
-import calendar
+import datetime as dt
 import json
 import os
 import re
@@ -61,11 +70,16 @@ def label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def timestamp(text: str | None) -> float | None:
+def timestamp(text: object) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (2026-12-01T10:00:00Z, or with an offset; none
+    given: UTC), or None when TEXT is not one."""
+    if not isinstance(text, str):
+        return None
     try:
-        return float(calendar.timegm(time.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ")))
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -77,7 +91,47 @@ def read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
+def info(name: str, help_text: str, labels: dict[str, object]) -> list[str]:
+    """An info-style gauge: one series, value 1, labels from LABELS."""
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
+            name + "{" + ",".join(f'{k}="{label(v)}"' for k, v in labels.items()) + "} 1"]  # fmt: skip
+
+
+def gauge(name: str, help_text: str, value: float) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+
+
+def rollout_lines(rollout: dict[str, Any]) -> list[str]:
+    """The last rollout (pi.yml's record or the pull agent's) and, in pull mode, its target."""
+    out = info("hailo_host_rollout_result", "The last rollout's outcome on this host (value 1).",
+               {"result": rollout.get("result", "unknown")})  # fmt: skip
+    at = timestamp(rollout.get("at"))
+    if at is not None:
+        out += gauge("hailo_host_rollout_timestamp_seconds", "When the last rollout was recorded.", at)
+    changed = rollout.get("changed")
+    changed = int(changed) if isinstance(changed, bool | int) else 0
+    out += gauge(
+        "hailo_host_rollout_changed", "1 (or the count) when the last rollout changed the host.", changed
+    )
+    # The pull agent's target (roles/pull_agent): {"tag", "version", "tagged_at", "state"}, absent
+    # when the agent has none.
+    target = rollout.get("target")
+    if isinstance(target, dict) and isinstance(target.get("tag"), str) and target["tag"]:
+        out += info("hailo_host_rollout_target_info", "The tag the pull agent works towards and its state.",
+                    {k: target.get(k) or "" for k in ("tag", "version", "state")})  # fmt: skip
+        tagged = timestamp(target.get("tagged_at"))
+        if tagged is not None:
+            out += gauge(
+                "hailo_host_rollout_target_tagged_timestamp_seconds",
+                "When the target tag was signed.",
+                tagged,
+            )
+    return out
+
+
+def lines(
+    device: Path, release_file: Path, rollout_file: Path, desired_file: Path, pull_agent: bool
+) -> list[str]:
     out: list[str] = []
     found = versions()
     out.append("# HELP hailo_host_hailort_version_info The HailoRT parts found on this host, by version.")
@@ -101,33 +155,33 @@ def lines(device: Path, release_file: Path, rollout_file: Path) -> list[str]:
     out.append(f"hailo_host_device_mode {mode}")
     record = read_json(release_file)
     current = record.get("current") or {}
-    if current:
-        model = current.get("model") or {}
+    if isinstance(current, dict) and current:
+        model = current.get("model") if isinstance(current.get("model"), dict) else {}
         labels = {"model": model.get("name", ""), "version": model.get("version", ""),
                   "sha256": model.get("sha256", ""), "config_version": current.get("config_version", ""),
                   "profile": current.get("profile", "")}  # fmt: skip
-        out.append("# HELP hailo_host_release_info The release deployed on this host (release.json).")
-        out.append("# TYPE hailo_host_release_info gauge")
-        out.append(
-            "hailo_host_release_info{" + ",".join(f'{k}="{label(v)}"' for k, v in labels.items()) + "} 1"
-        )
+        out += info("hailo_host_release_info", "The release deployed on this host (release.json).", labels)
         deployed = timestamp(record.get("deployed_at"))
         if deployed is not None:
-            out.append("# TYPE hailo_host_release_deployed_timestamp_seconds gauge")
-            out.append(f"hailo_host_release_deployed_timestamp_seconds {deployed}")
+            out += gauge(
+                "hailo_host_release_deployed_timestamp_seconds", "When the release was deployed.", deployed
+            )
+    desired = read_json(desired_file)
+    if desired:
+        out += info("hailo_host_desired_release_info", "The release this host must serve (desired.json).",
+                    {k: desired.get(k) or "" for k in ("model", "version", "config_version")})  # fmt: skip
     rollout = read_json(rollout_file)
     if rollout:
-        out.append("# HELP hailo_host_rollout_result The last rollout's outcome on this host (value 1).")
-        out.append("# TYPE hailo_host_rollout_result gauge")
-        out.append(f'hailo_host_rollout_result{{result="{label(rollout.get("result", "unknown"))}"}} 1')
-        at = timestamp(rollout.get("at"))
-        if at is not None:
-            out.append("# TYPE hailo_host_rollout_timestamp_seconds gauge")
-            out.append(f"hailo_host_rollout_timestamp_seconds {at}")
-        out.append("# TYPE hailo_host_rollout_changed gauge")
-        out.append(f"hailo_host_rollout_changed {int(rollout.get('changed') or 0)}")
-    out.append("# TYPE hailo_host_textfile_run_timestamp_seconds gauge")
-    out.append(f"hailo_host_textfile_run_timestamp_seconds {time.time():.0f}")
+        out += rollout_lines(rollout)
+    if pull_agent:
+        out += gauge(
+            "hailo_host_pull_agent_enabled", "1: the host is in pull mode (its agent is watched).", 1
+        )
+    out += gauge(
+        "hailo_host_textfile_run_timestamp_seconds",
+        "When this file was written (the host's clock).",
+        round(time.time()),
+    )
     return out
 
 
@@ -136,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--device", type=Path, default=Path("/dev/hailo0"))
     ap.add_argument("--release", type=Path, default=Path("/opt/hailo-sidecar/release.json"))
+    ap.add_argument("--desired", type=Path, default=Path("/opt/hailo-sidecar/desired.json"))
     ap.add_argument("--rollout", type=Path, default=Path("/var/lib/hailo-pipeline/rollout.json"))
+    ap.add_argument("--pull-agent", action="store_true", help="this host runs the pull agent")
     a = ap.parse_args(argv)
-    text = "\n".join(lines(a.device, a.release, a.rollout)) + "\n"
+    text = "\n".join(lines(a.device, a.release, a.rollout, a.desired, a.pull_agent)) + "\n"
     a.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".hailo-textfile.", dir=a.out.parent)
     with os.fdopen(fd, "w") as f:
