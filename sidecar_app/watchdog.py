@@ -56,6 +56,9 @@ class UnreadyWatchdog:
         self.stop = stop or (lambda: os.kill(os.getpid(), signal.SIGTERM))
         self._since: float | None = None
         self.counts = self._read()
+        if self.base_s > 0 and self.counts.in_a_row:
+            log(30, "started after unready exits", exits=self.counts.total, in_a_row=self.counts.in_a_row,
+                limit_s=self.limit_s)  # fmt: skip
 
     @property
     def limit_s(self) -> float:

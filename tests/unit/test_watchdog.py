@@ -159,4 +159,6 @@ def test_the_server_exits_with_status_3_and_the_next_one_counts_it(tmp_path):
     finally:
         second.kill()
     assert second.returncode == EXIT_STATUS
+    started = [json.loads(line) for line in out.splitlines() if '"started after unready exits"' in line]
+    assert started and (started[0]["exits"], started[0]["limit_s"]) == (1, 2.0), out[-2000:]
     assert json.loads((tmp_path / "unready-exits.json").read_text()) == {"total": 2, "in_a_row": 2}
