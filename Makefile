@@ -9,7 +9,7 @@ REGISTRY ?= 127.0.0.1:5000
 BUILD_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 .DEFAULT_GOAL := help
-.PHONY: help lab lab-down setup test lint unit images molecule molecule-oldest galaxy-check infra acceptance bench collection ee lock openapi clean
+.PHONY: help lab lab-down setup test lint unit images molecule molecule-oldest galaxy-check infra acceptance bench collection ee lock openapi settings clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ ee: collection ## The execution environment's build context for AWX / AAP in bui
 
 openapi: ## Regenerate docs/openapi.json from the contract
 	@$(BIN)/hailo-sidecar openapi --out docs/openapi.json
+
+settings: ## Regenerate the sidecar_stack role's copy of the sidecar's settings and bounds from sidecar_app/settings.py
+	@$(BIN)/hailo-sidecar settings --out roles/sidecar_stack/files/sidecar-settings.json
 
 lock: ## Re-resolve requirements/constraints.txt from pyproject.toml
 	@python3 -m venv /tmp/hailo-lock && /tmp/hailo-lock/bin/pip install -q -e '.[dev]' \

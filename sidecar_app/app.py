@@ -31,6 +31,7 @@ from .metrics import Metrics
 from .openapi import MODEL_NAME, build_openapi
 from .service import ModelService
 from .settings import Settings
+from .watchdog import UnreadyWatchdog
 
 _JSON = "application/json"
 _BINARY = "application/octet-stream"
@@ -131,6 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
     svc = ModelService(settings, metrics)
     max_batch = settings.max_batch
+    watchdog = UnreadyWatchdog(settings.unready_exit_s if settings.mode == "hailo" else 0, settings.state_dir)
+    metrics.unready_exits.inc(watchdog.counts.total)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -159,6 +162,9 @@ def create_app(settings: Settings) -> FastAPI:
         while True:
             await asyncio.sleep(1.0)
             await svc.maybe_recover()
+            if watchdog.expired(svc.ready, svc.error_kind):  # the unready exit (watchdog.py)
+                app.state.exit_status = watchdog.exit(svc.error_kind, svc.reason)
+                return
 
     def _device_loop(stop: threading.Event) -> None:
         while not stop.wait(settings.device_poll_s):
@@ -179,6 +185,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None, docs_url=None,
     )  # fmt: skip
     app.state.service = svc
+    app.state.watchdog = watchdog
 
     def headers_for(info: Any) -> dict[str, str]:
         return {"x-infer-mode": info.mode, "x-model-sha256": info.sha256}

@@ -1,5 +1,5 @@
 """The hailo-sidecar command: serve, smoke, probe, versions, bench, parity, fidelity, reference-model,
-calib-set, openapi."""
+calib-set, openapi, settings."""
 
 from __future__ import annotations
 
@@ -26,11 +26,13 @@ def _serve(_args: argparse.Namespace) -> int:
     configure(settings.log_level, settings.log_format)
     app = create_app(settings)
     # One process, one worker: a Hailo VDevice belongs to the process that opened it.
-    uvicorn.run(
+    server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, workers=1, access_log=False,
         log_config=None, timeout_graceful_shutdown=30, server_header=False,
-    )  # fmt: skip
-    return 0
+    ))  # fmt: skip
+    app.state.watchdog.stop = lambda: setattr(server, "should_exit", True)
+    server.run()
+    return int(getattr(app.state, "exit_status", 0))  # 3: the unready exit (watchdog.py)
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -74,6 +76,17 @@ def _openapi(args: argparse.Namespace) -> int:
     from .settings import load_settings
 
     text = json.dumps(build_openapi(load_settings()), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    from .settings import table
+
+    text = json.dumps(table(), indent=2, sort_keys=True) + "\n"
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -186,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("openapi", help="print (or write) the OpenAPI document")
     s.add_argument("--out")
     s.set_defaults(func=_openapi)
+
+    s = sub.add_parser(
+        "settings", help="print (or write) every setting's name, default and bounds as JSON (the role's copy)"
+    )
+    s.add_argument("--out")
+    s.set_defaults(func=_settings)
 
     s = sub.add_parser("bench", help="benchmark against a baseline on 127.0.0.1, or a running sidecar")
     s.add_argument("--url", help="a running sidecar (http://HOST:PORT): load it and check the targets")

@@ -50,6 +50,11 @@ class Metrics:
         self.degraded = Gauge(
             "hailo_sidecar_degraded", "1 while the fallback serves (the configured mode cannot)", registry=r
         )
+        self.unready_exits = Counter(
+            "hailo_sidecar_unready_exits",
+            "Exits because the device kept the sidecar unready (UNREADY_EXIT_S), counted across restarts",
+            registry=r,
+        )
         self.backend_errors = Counter(
             "hailo_sidecar_backend_errors", "Backend failures by kind", ["kind"], registry=r
         )

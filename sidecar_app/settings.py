@@ -1,9 +1,16 @@
-"""All configuration, from environment variables, in one pydantic-settings class."""
+"""All configuration, from environment variables, in one pydantic-settings class.
+
+The class is the one source of every setting's name, default and bounds: ``table()`` gives them as
+data, which the sidecar_stack role ships as files/sidecar-settings.json (`make settings` writes
+it; tests/unit/test_settings_bounds.py fails when the two differ) and checks in its preflight, so
+a value the sidecar would refuse at start stops the play before any change."""
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,13 +70,26 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", min_length=1, description="listen address")
     port: int = Field(9000, ge=1, le=65535, description="listen port")
     max_batch: int = Field(64, ge=1, le=4096, description="largest /infer/batch request")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="lowest level logged")
+    log_format: Literal["json", "console"] = Field("json", description="one JSON object per line, or console")
     device_retry_max_s: float = Field(
         30.0, gt=0, le=3600, description="upper bound of the device reopen backoff"
     )
+    unready_exit_s: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="hailo mode: seconds the sidecar may stay unready because of the device before it "
+        "exits (status 3) for the restart policy to start a fresh process that opens the device again; "
+        "doubled after each such exit in a row, up to an hour (0: never exit)",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="a writable folder kept across restarts (the stack mounts one): the count of unready "
+        "exits and their backoff; unset, each process starts from none",
+    )
 
-    @field_validator("release_pointer", "model_sha256", "manifest_path", mode="before")
+    @field_validator("release_pointer", "model_sha256", "manifest_path", "state_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes an unset variable as "" (RELEASE_POINTER: ${RELEASE_POINTER:-}).
@@ -124,3 +144,36 @@ def load_settings(**overrides: object) -> Settings:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{name}: {msg}" if loc else msg)
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+# The constraints pydantic keeps in a field's metadata (annotated_types' Ge, Gt, ..., its own pattern).
+_BOUNDS = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
+
+
+def _kind(annotation: Any) -> tuple[str, list[object] | None]:
+    """(type name, choices) of a field's annotation, None left out of an Optional."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _kind(args[0])
+    if typing.get_origin(annotation) is Literal:
+        return "str", list(args)
+    return {bool: "bool", int: "int", float: "float", str: "str", Path: "path"}[annotation], None
+
+
+def table() -> dict[str, dict[str, object]]:
+    """Every setting by its environment name: type, default, bounds (ge, gt, le, lt, min_length,
+    max_length, pattern, choices) and description, as JSON-ready data."""
+    out: dict[str, dict[str, object]] = {}
+    for name, field in Settings.model_fields.items():
+        kind, choices = _kind(field.annotation)
+        default = field.default
+        entry: dict[str, object] = {
+            "type": kind, "default": str(default) if isinstance(default, Path) else default,
+        }  # fmt: skip
+        if choices is not None:
+            entry["choices"] = choices
+        for meta in field.metadata:
+            entry.update({key: getattr(meta, key) for key in _BOUNDS if getattr(meta, key, None) is not None})
+        entry["description"] = field.description or ""
+        out[name.upper()] = entry
+    return out

@@ -10,21 +10,28 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def rollout_report(hosts: Iterable[Mapping[str, Any]], fact_name: str = "hailo_sidecar") -> dict[str, Any]:
+def rollout_report(
+    hosts: Iterable[Mapping[str, Any]], fact_name: str = "hailo_sidecar", active: Iterable[str] | None = None
+) -> dict[str, Any]:
     """Per host of the play (its hostvars): the release result, the error that stopped it, the
-    release it served before the run, how its sidecar ran before, and whether this run reached it."""
+    release it served before the run, how its sidecar ran before, whether this run reached it, and
+    whether it became unreachable: gone from ACTIVE (the play's hosts still in it,
+    ansible_play_hosts) without an error of its own (a failed host always has one: pi.yml's rescue)."""
+    still = None if active is None else set(active)
     report = {}
     for hv in hosts:
         result = hv.get("sidecar_stack_result")
         error = hv.get("pi_rollout_error")
         local = hv.get("ansible_local") or {}
         before_run = hv.get("pi_rollout_before") or {}
+        unreachable = still is not None and hv["inventory_hostname"] not in still and error is None
         report[hv["inventory_hostname"]] = {
-            "result": result,
+            "result": None if unreachable else result,
             "error": error,
             "before": (local.get(fact_name) or {}).get("current"),
             "before_status": (before_run.get("stdout") or "").strip() or None,
-            "reached": result is not None or error is not None,
+            "reached": result is not None or error is not None or unreachable,
+            "unreachable": unreachable,
         }
     return report
 
@@ -55,9 +62,16 @@ def rollout_lines(report: Mapping[str, Any], check_mode: bool = False) -> list[s
             if result.get("path"):
                 how += f" ({result['path']})"
             health = "healthy" if result.get("healthy") else "NOT healthy"
+            if result.get("restored"):
+                how += f" (put back: {', '.join(result['restored'])})"
         else:
             release = h["before"]
-            how = f"FAILED before the stack: {h['error']}" if h["error"] is not None else "not reached"
+            if h.get("unreachable"):
+                how = "UNREACHABLE during this run (its state is unknown; run again when it is back)"
+            elif h["error"] is not None:
+                how = f"FAILED before the stack: {h['error']}"
+            else:
+                how = "not reached"
             health = f"{h['before_status'] or 'no sidecar'} (before the run)"
         tail = _release_text(release) if release else "no release recorded"
         lines.append(f"{host}: {how}, {health}; {tail}")
@@ -92,28 +106,33 @@ def release_pointer(release: Mapping[str, Any]) -> dict[str, Any]:
 
 def rollback_message(
     target: Mapping[str, Any],
-    previous: Mapping[str, Any] | None,
     failure: Iterable[str],
+    result: Mapping[str, Any],
     rollback: bool,
-    rolled_back: bool,
     host: str,
-    state_file: str,
     stack_dir: str,
 ) -> str:
-    """Why a release failed on a host and what the rollback did (or why there was none)."""
+    """Why a change failed on a host and what the rollback did (RESULT, sidecar_stack_result:
+    rolled_back, the release it went back to, what it put back, or stopped), or why there was none."""
     head = f"Release {target['config_version']} ({target['image']}) failed on {host}: {'; '.join(failure)}."
-    if rolled_back and previous is not None:
-        return f"{head} Rolled back to {previous['config_version']}, which passes the smoke again."
-    if not rollback:
-        why = "sidecar_stack_rollback is false."
-    elif previous is None:
-        why = f"no previous release is recorded in {state_file}."
-    else:
-        why = (
-            f"this release is the one recorded in {state_file} (nothing older to go back to in this run); "
-            f"look at `docker compose --project-directory {stack_dir} logs`."
+    if result.get("rolled_back"):
+        restored = ", ".join(result.get("restored") or []) or "nothing differed"
+        return (
+            f"{head} Rolled back to {result['release']['config_version']}, which passes the smoke again "
+            f"(the last good state put back: {restored})."
         )
-    return f"{head} No rollback: {why}"
+    if not rollback:
+        return f"{head} No rollback: sidecar_stack_rollback is false."
+    if result.get("stopped"):
+        return (
+            f"{head} No rollback: nothing ran on {host} before this change (no last good state in "
+            f"{stack_dir}/last-good.json), so the stack was stopped (docker compose down): nothing "
+            "half-started serves. Fix the change and run again."
+        )
+    return (
+        f"{head} No rollback: this is the last good state ({stack_dir}/last-good.json has not changed since "
+        f"it last passed); look at `docker compose --project-directory {stack_dir} logs`."
+    )
 
 
 _BENCH = re.compile(r"c=|MET|MISS")

@@ -117,8 +117,13 @@ def test_real_profile_config() -> None:
     assert set(cfg["services"]) == {"hailo-inference"}, "only the real service runs in the real profile"
     assert svc["devices"][0]["source"] == "/dev/hailo0" and svc["devices"][0]["target"] == "/dev/hailo0"
     assert svc["group_add"] == ["989"]
-    (mount,) = svc["volumes"]
+    mounts = {m["target"]: m for m in svc["volumes"]}
+    assert set(mounts) == {"/models", "/state"}
+    mount = mounts["/models"]
     assert (mount["source"], mount["target"], mount["read_only"]) == ("/srv/hailo/models", "/models", True)
+    # The unready exit's counts survive restarts (STATE_DIR): a writable folder of the host.
+    assert mounts["/state"]["source"] == str(COMPOSE.parent / "state")
+    assert not mounts["/state"].get("read_only") and svc["environment"]["STATE_DIR"] == "/state"
     e = svc["environment"]
     assert (e["INFER_MODE"], e["MODEL_SHA256"], e["CONFIG_VERSION"]) == ("hailo", sha, "cfg-9")
     assert e["HEF_PATH"] == "/models/model.hef"
@@ -181,7 +186,7 @@ def test_every_profile_reads_the_release_pointer_from_the_models_root(profile: s
     }
     svc = json.loads(compose(env, "--profile", profile, "config", "--format", "json"))["services"][service]
     assert svc["environment"]["RELEASE_POINTER"] == "/models/current.json"
-    (mount,) = svc["volumes"]
+    (mount,) = [m for m in svc["volumes"] if m["target"] == "/models"]
     assert (mount["source"], mount["target"], mount["read_only"]) == (
         "/opt/hailo-sidecar/models",
         "/models",

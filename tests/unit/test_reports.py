@@ -56,19 +56,62 @@ def test_rollout_report_and_lines_for_each_outcome() -> None:
     assert reports.rollout_lines(report, True)[0] == "check mode: no host was changed"
 
 
-def test_rollback_message_says_what_happened() -> None:
-    args = ("pi-1", "/opt/hailo-sidecar/release.json", "/opt/hailo-sidecar")
-    done = reports.rollback_message(B, A, ["FAIL infer contract"], True, True, *args)
-    assert done == (f"Release lab-B ({B['image']}) failed on pi-1: FAIL infer contract. "
-                    "Rolled back to lab-1, which passes the smoke again.")  # fmt: skip
-    assert reports.rollback_message(B, A, ["x"], False, False, *args).endswith(
+def test_rollback_message_says_what_was_put_back_and_why() -> None:
+    args = (True, "pi-1", "/opt/hailo-sidecar")
+    put_back = {
+        "rolled_back": True,
+        "release": A,
+        "restored": ["SIDECAR_MEM_LIMIT 24m -> 512m", "release lab-B -> lab-1"],
+    }
+    done = reports.rollback_message(
+        B, ["FAIL infer contract", "the container is restarting"], put_back, *args
+    )
+    assert done == (
+        f"Release lab-B ({B['image']}) failed on pi-1: FAIL infer contract; the container is restarting. "
+        "Rolled back to lab-1, which passes the smoke again (the last good state put back: "
+        "SIDECAR_MEM_LIMIT 24m -> 512m, release lab-B -> lab-1)."
+    )
+    failed = {"rolled_back": False, "release": B}
+    assert reports.rollback_message(B, ["x"], failed, False, "pi-1", "/d").endswith(
         "No rollback: sidecar_stack_rollback is false."
     )
-    assert "no previous release is recorded in /opt/hailo-sidecar/release.json" in reports.rollback_message(
-        B, None, ["x"], True, False, *args
+    first = reports.rollback_message(B, ["x"], {**failed, "stopped": True}, *args)
+    assert (
+        "nothing ran on pi-1 before this change (no last good state in /opt/hailo-sidecar/last-good.json)"
+        in first
     )
-    assert "docker compose --project-directory /opt/hailo-sidecar logs" in reports.rollback_message(
-        B, B, ["x"], True, False, *args
+    assert "the stack was stopped (docker compose down)" in first
+    same = reports.rollback_message(B, ["x"], failed, *args)
+    assert "No rollback: this is the last good state" in same
+    assert "docker compose --project-directory /opt/hailo-sidecar logs" in same
+
+
+def test_a_host_gone_unreachable_is_named_in_the_summary() -> None:
+    """Ansible drops an unreachable host from ansible_play_hosts without running pi.yml's rescue
+    (no pi_rollout_error): the summary says so instead of "not reached"."""
+    hosts = [
+        hv("pi-1", sidecar_stack_result={"release": B, "healthy": True, "changed": True, "path": "swap"}),
+        hv("pi-2", sidecar_stack_result={"release": A, "healthy": False},
+           ansible_local={"hailo_sidecar": {"current": A}},
+           pi_rollout_before={"stdout": "Up 3 hours (healthy)"}),
+        hv("pi-3", pi_rollout_error="Release lab-B failed"),
+        hv("pi-4"),
+    ]  # fmt: skip
+    report = reports.rollout_report(hosts, "hailo_sidecar", ["pi-1", "pi-4"])
+    assert [report[h]["unreachable"] for h in report] == [False, True, False, False]
+    lines = reports.rollout_lines(report)
+    assert lines[0].startswith("pi-1: deployed (swap), healthy; config lab-B")
+    assert lines[1].startswith(
+        "pi-2: UNREACHABLE during this run (its state is unknown; run again when it is back), "
+        "Up 3 hours (healthy) (before the run); config lab-1"
+    )
+    assert lines[2].startswith("pi-3: FAILED before the stack: Release lab-B failed")
+    assert lines[3].startswith("pi-4: not reached")
+    rolled = {"release": A, "failed_release": B, "rolled_back": True, "healthy": True, "path": "restart",
+              "restored": ["SIDECAR_MEM_LIMIT 24m -> 512m"]}  # fmt: skip
+    (line,) = reports.rollout_lines(reports.rollout_report([hv("pi-5", sidecar_stack_result=rolled)]))
+    assert line.startswith(
+        "pi-5: rolled back from lab-B (restart) (put back: SIDECAR_MEM_LIMIT 24m -> 512m), healthy"
     )
 
 

@@ -56,9 +56,13 @@ def test_failing_release_stops_at_the_canary_and_rolls_it_back(fleet, installed_
     assert result["release"]["config_version"] == "lab-1"
     assert "motif score outside [0, 1]" in run.text, "the smoke's failure reaches the output"
     assert f"Release lab-B ({image_record()['ref']}) failed on {canary}" in run.text
-    assert "Rolled back to lab-1, which passes the smoke again" in run.text
+    assert ("Rolled back to lab-1, which passes the smoke again (the last good state put back: "
+            "release lab-B -> lab-1)") in run.text  # fmt: skip
     # The summary lists every host.
-    assert f"{canary}: rolled back from lab-B, healthy; config lab-1" in run.text
+    assert (
+        f"{canary}: rolled back from lab-B (put back: release lab-B -> lab-1), healthy; config lab-1"
+        in run.text
+    )
     (other,) = set(PIS) - {canary}
     assert f"{other}: not reached" in run.text
     # The canary serves lab-1 again; its record still says lab-1 (B never became its release).

@@ -1,0 +1,100 @@
+"""The sidecar_stack role's decisions (plugins/filter/stack.py) on recorded inputs: the clock check
+before any signature, what a rollback puts back, and why a container does not serve (docker
+inspect's State as moby writes it: api/types/container State, Health)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("stack", ROOT / "plugins" / "filter" / "stack.py")
+assert _spec and _spec.loader
+stack: Any = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stack)
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC).timestamp()
+NS = 'namespaces="hailo-pipeline-release"'
+KEY = f'release {NS},valid-after="20261101",valid-before="20270601" ssh-ed25519 AAAA'
+
+
+def test_a_clock_in_step_with_the_controller_and_a_valid_key_passes():
+    assert stack.clock_problems(str(int(NOW + 20)), NOW, 300, KEY) == []
+    assert stack.clock_problems(NOW, NOW, 300, "") == [], "no key lines: nothing to compare"
+
+
+def test_a_pi_that_booted_without_time_is_hours_behind_and_before_the_keys_validity():
+    """A Pi 5 without its battery starts where its clock stopped (fake-hwclock's last save)."""
+    problems = stack.clock_problems(NOW - 40 * 86400, NOW, 300, KEY, "2026-12-01T08:00:00Z")
+    assert problems == [
+        "its clock is 960.0 hours behind the controller's (host 2026-10-28 12:00:00 UTC, controller "
+        "2026-12-07 12:00:00 UTC; sidecar_stack_max_clock_skew_s 300)",
+        "its clock (2026-10-28 12:00:00 UTC) is earlier than the release was made (2026-12-01T08:00:00Z)",
+        "at its time no release key is valid (keys: valid-after 2026-11-01 00:00 "
+        "valid-before 2027-06-01 00:00 UTC)",
+    ]
+
+
+def test_a_clock_ahead_past_valid_before_and_a_small_skew():
+    (ahead, expired) = stack.clock_problems(NOW + 200 * 86400, NOW, 300, KEY)
+    assert "ahead of the controller's" in ahead and "valid-before 2027-06-01" in expired
+    (skew,) = stack.clock_problems(NOW + 900, NOW, 300, KEY)
+    assert skew.startswith("its clock is 900 seconds ahead")
+
+
+def test_pull_mode_the_host_is_the_controller_the_release_date_remains():
+    made = "2026-12-07T11:00:00Z"
+    (before, keys) = stack.clock_problems(NOW - 40 * 86400, NOW - 40 * 86400, 300, KEY, made)
+    assert before.startswith("its clock (2026-10-28 12:00:00 UTC) is earlier than the release was made")
+    assert keys.startswith("at its time no release key is valid")
+    assert stack.clock_problems(NOW, NOW, 300, KEY, made) == []
+    assert stack.clock_problems(NOW, NOW, 300, KEY, "not a time") == []
+
+
+def test_an_expired_key_at_a_right_clock_is_the_signature_checks_to_refuse():
+    expired = 'old namespaces="hailo-pipeline-release",valid-before="20240101" ssh-ed25519 AAAA'
+    assert stack.clock_problems(NOW, NOW + 5, 300, expired, "2026-12-07T09:00:00Z") == []
+
+
+def test_env_changes_name_what_a_rollback_puts_back():
+    failed = "# managed\nSIDECAR_IMAGE=r/s@sha256:1\nSIDECAR_MEM_LIMIT=24m\nMAX_BATCH=64\nNEW=1\n"
+    good = "# managed\nSIDECAR_IMAGE=r/s@sha256:0\nSIDECAR_MEM_LIMIT=512m\nMAX_BATCH=64\n"
+    assert stack.env_changes(failed, good) == [
+        "SIDECAR_IMAGE r/s@sha256:1 -> r/s@sha256:0",
+        "SIDECAR_MEM_LIMIT 24m -> 512m",
+        "NEW 1 -> (unset)",
+    ]
+    assert stack.env_changes(good, good) == []
+
+
+def test_container_failure_from_dockers_state_and_events():
+    """A crash loop: Docker restarted the container, so its state says running; its die events
+    (docker events --filter event=die) keep the exit statuses."""
+    running = json.dumps({"Status": "running", "OOMKilled": False, "ExitCode": 0,
+                          "Health": {"Status": "starting", "Log": []}})  # fmt: skip
+    assert stack.container_failure(running, "", "137\n137\n137\n") == (
+        "the container is running, it exited 3 times in the last 10 minutes, last with status 137 (SIGKILL: "
+        "the kernel ends a container that uses more memory than its limit, sidecar_stack_mem_limit), "
+        "health starting"
+    )
+    oom = json.dumps({"Status": "exited", "OOMKilled": True, "ExitCode": 137})
+    assert "killed for using more memory than its limit" in stack.container_failure(oom)
+    config = json.dumps({"Status": "exited", "ExitCode": 2})
+    last = "hailo-sidecar: invalid configuration: MAX_BATCH: Input should be greater than or equal to 1"
+    assert stack.container_failure(config, f"starting\n{last}\n", "2") == (
+        "the container is exited, it exited 1 times in the last 10 minutes, last with status 2 (the sidecar "
+        f"refused its settings), its last log line: {last}"
+    )
+    health = {
+        "Status": "unhealthy",
+        "FailingStreak": 3,
+        "Log": [{"ExitCode": 1, "Output": "503 not ready\n"}],
+    }
+    unhealthy = json.dumps({"Status": "running", "ExitCode": 0, "Health": health})
+    assert stack.container_failure(unhealthy) == (
+        "the container is running, health unhealthy (last probe: 503 not ready)"
+    )
+    assert stack.container_failure("", "Error: No such object: hailo-x-1") == ""
