@@ -10,7 +10,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from labplay import LAB, PIS, host, image_record, play, release, smoke
+from labplay import (
+    ALERTMANAGER,
+    LAB,
+    PIS,
+    alert,
+    api,
+    firing,
+    host,
+    image_record,
+    play,
+    release,
+    smoke,
+    until,
+)
 
 # A rollout over the batches under QEMU takes minutes (the playbook bounds every wait itself).
 pytestmark = pytest.mark.timeout(1800)
@@ -79,6 +92,22 @@ def test_failing_release_stops_at_the_canary_and_rolls_it_back(fleet, installed_
         == "lab-1"
     )
     assert record(o)["current"]["config_version"] == "lab-1"
+    # The fleet's monitoring: the canary must serve B (its desired.json, written before the
+    # deploy) and serves lab-1: drift, against the release it was given (Alertmanager keeps it to
+    # itself while HailoRolloutFailed says why). The other was never given B: no drift.
+    drift = until(f"HailoFleetDrift firing for {canary}",
+                  lambda: firing("HailoFleetDrift", canary) and alert("HailoFleetDrift", canary))  # fmt: skip
+    assert (drift["labels"]["version"], drift["labels"]["config_version"]) == ("1.1.0", "lab-B")
+    assert "serves imu-encoder 1.0.0 (config lab-1)" in drift["annotations"]["summary"]
+    assert until(f"HailoRolloutFailed firing for {canary}", lambda: firing("HailoRolloutFailed", canary))
+
+    def silenced() -> bool:
+        found = [a for a in api(f"{ALERTMANAGER}/api/v2/alerts?filter=alertname%3D%22HailoFleetDrift%22")
+                 if a["labels"]["host"] == canary]  # fmt: skip
+        return bool(found) and found[0]["status"]["state"] == "suppressed"
+
+    until("the canary's drift silenced by its failed rollout", silenced)
+    assert alert("HailoFleetDrift", other) is None
 
 
 def test_good_release_reaches_every_pi(fleet, installed_playbooks):
@@ -93,3 +122,5 @@ def test_good_release_reaches_every_pi(fleet, installed_playbooks):
         # Same image, another model and config: swapped into the running sidecar.
         assert report[name]["result"]["path"] == "swap"
         assert f"{name}: deployed (swap), healthy; config lab-C" in run.text
+    # The canary caught up with the release it must serve: its drift clears; none on the other.
+    until("HailoFleetDrift cleared on every Pi", lambda: not [p for p in PIS if alert("HailoFleetDrift", p)])
