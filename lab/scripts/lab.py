@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stages import ROOT, VENV_BIN, Runner, env_with_venv, interruptible
+from stages import ROOT, VENV_BIN, Runner, env_with_venv, installed_collections_path, interruptible
 
 LAB = ROOT / "build" / "lab"
 INVENTORY = "lab/inventory/hosts.yml"
@@ -77,8 +77,7 @@ def up(runner: Runner, args: argparse.Namespace) -> int:
     env: dict[str, str] = {}
     if args.installed:
         collections = install_tarball(args.only)
-        # The installed collection first; the lab's own (synchrony.hailo_lab: its connection) after it.
-        env["ANSIBLE_COLLECTIONS_PATH"] = f"{collections}:{ROOT / '.ansible' / 'collections'}"
+        env["ANSIBLE_COLLECTIONS_PATH"] = installed_collections_path(collections)
         playbooks = collections / "ansible_collections" / "synchrony" / "hailo_pipeline" / "playbooks"
         # No git checkout around the installed sources: the revision is given, as a Galaxy user would.
         build = ["bash", "images/runtime/build.sh"]

@@ -37,7 +37,10 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
-# The lab's callback that writes a run's per-host counts as JSON (lab/plugins/callback/run_stats.py, a link to the pull agent's roles/pull_agent/files/hailo-pull-callbacks/run_stats.py).
+# Where make setup links the lab's own collection, synchrony.hailo_lab (its connection, its callback).
+LAB_COLLECTIONS = ROOT / ".ansible" / "collections"
+# The lab's callback that writes a run's per-host counts as JSON (lab/plugins/callback/run_stats.py,
+# a link to the pull agent's roles/pull_agent/files/hailo-pull-callbacks/run_stats.py).
 STATS_CALLBACK = "synchrony.hailo_lab.run_stats"
 REPORT_LINES = 60
 
@@ -51,6 +54,13 @@ def env_with_venv(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.update({"PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"})
     env.update(extra or {})
     return env
+
+
+def installed_collections_path(collections: Path) -> str:
+    """ANSIBLE_COLLECTIONS_PATH for a run of an installed collection on the lab: that install first
+    (it must win over the checkout's), the lab's own collection after it (the lab inventory's
+    connection is synchrony.hailo_lab.docker)."""
+    return f"{collections}:{LAB_COLLECTIONS}"
 
 
 def ansible_stats_env(path: Path, env: dict[str, str] | None = None) -> dict[str, str]:

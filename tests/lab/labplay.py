@@ -26,7 +26,7 @@ INVENTORY = ROOT / "lab" / "inventory" / "hosts.yml"
 GPUSRV = "lab-gpusrv"
 PIS = ["lab-pi-trixie", "lab-pi-bookworm"]
 sys.path.insert(0, str(ROOT / "lab" / "scripts"))
-from stages import ansible_stats_env, read_stats  # noqa: E402  (the run_stats callback's JSON)
+from stages import ansible_stats_env, installed_collections_path, read_stats  # noqa: E402
 
 
 class Run:
@@ -54,9 +54,8 @@ def play(playbook: str | Path, *args: str, extra: dict[str, Any] | None = None,
                 **(env or {})}  # fmt: skip
     installed = Path(playbook).parts
     if "ansible_collections" in installed:
-        # That install first; the lab's own collection (synchrony.hailo_lab: its connection) after it.
         here = Path(*installed[: installed.index("ansible_collections")])
-        full_env["ANSIBLE_COLLECTIONS_PATH"] = f"{here}:{ROOT / '.ansible' / 'collections'}"
+        full_env["ANSIBLE_COLLECTIONS_PATH"] = installed_collections_path(here)
     cmd = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         str(ROOT / playbook),

@@ -1,6 +1,7 @@
 """The test command's runner (lab/scripts/stages.py) and the lab's run_stats callback
-(lab/plugins/callback/run_stats.py, a link to the pull agent's roles/pull_agent/files/hailo-pull-callbacks/run_stats.py), run for real: real pytest writing its JUnit XML, real
-ansible-playbook runs against localhost, real child processes."""
+(lab/plugins/callback/run_stats.py, a link to the pull agent's
+roles/pull_agent/files/hailo-pull-callbacks/run_stats.py), run for real: real pytest writing its
+JUnit XML, real ansible-playbook runs against localhost, real child processes."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from labplay import INVENTORY, LAB, PIS, ROOT, host
+from labplay import INVENTORY, LAB, PIS, ROOT, host, installed_collections_path
 
 pytestmark = pytest.mark.timeout(900)
 HOST = PIS[0]
@@ -42,7 +42,9 @@ def test_acceptance_flow_on_a_lab_pi_from_the_installed_collection(installed: Pa
     pi = host(HOST)
     pi.run("mknod -m 0660 /dev/hailo0 c 1 3 && chgrp hailo /dev/hailo0")
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_COLLECTIONS_PATH": str(installed.parents[2]),
+           "ANSIBLE_FORCE_COLOR": "0",
+           # The lab inventory's connection is the lab's own collection's: found after the install.
+           "ANSIBLE_COLLECTIONS_PATH": installed_collections_path(installed.parents[2]),
            "ACCEPTANCE_PLAYBOOK": str(installed / "playbooks" / "acceptance.yml")}  # fmt: skip
     try:
         # The sidecar's latency here is QEMU's on a shared 2-core machine, not a Pi 5's: the
