@@ -15,7 +15,7 @@ Run by hailo-pull.timer (randomised delay); one run:
      file) and names this tag and commit;
   4. checks the target's commit out and runs the playbook against this host (ansible-playbook,
      connection local) with the repository's own collections, its stats read from the run_stats
-     callback the collection ships ("applying" while it runs);
+     callback installed beside this agent (hailo-pull-callbacks/; "applying" while it runs);
   5. records the outcome (time, tag, commit, result, changed count, reason, and the target with its
      state) in the rollout file the node exporter's hailo collector reads, and sends it to the
      fleet's reports (HTTP PUT REPORTS/TAG/HOST.json), where later waves and people read it.
