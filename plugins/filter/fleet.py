@@ -13,12 +13,6 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-DOCUMENTATION = """
-name: fleet
-short_description: Pull mode's report credentials and redacted URLs
-description: Computes the pull agents' report credentials; see plugins/filter/fleet.py.
-"""
-
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 

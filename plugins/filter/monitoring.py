@@ -10,14 +10,6 @@ from __future__ import annotations
 
 import math
 
-DOCUMENTATION = """
-name: monitoring
-short_description: Values for the monitoring role's Prometheus files
-description:
-  - prometheus_le(seconds) the `le` label prometheus_client writes for a bucket bound.
-  - See plugins/filter/monitoring.py.
-"""
-
 
 def prometheus_le(value: float | str) -> str:
     d = float(value)

@@ -18,19 +18,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-DOCUMENTATION = """
-name: stack
-short_description: The sidecar_stack role's checks of settings and the clock, and a rollback's changes
-description:
-  - setting_problems(specs, sidecar, passed) one message per value out of its bounds, naming the variable
-    and the range.
-  - clock_problems(controller_epoch, max_skew_s, allowed_signers, created_at) why the host's clock cannot
-    check a signature.
-  - env_changes(before) the NAME old -> new lines between two .env texts.
-  - container_failure(logs, exits) the container's state, its exits, memory kill, health and last log line.
-  - See plugins/filter/stack.py.
-"""
-
 # Compose durations with one unit, Docker sizes (its units are powers of 1024).
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
 _SIZE = re.compile(r"^([0-9]+)([bkmg]?)$", re.IGNORECASE)
