@@ -157,7 +157,8 @@ def test_credentials_stay_out_of_arguments_files_and_outcomes(
 
 def test_the_run_stats_callback_writes_what_the_agent_reads(tmp_path: Path) -> None:
     """roles/pull_agent/files/hailo-pull-callbacks/run_stats.py, found as the agent finds it, under
-    the real ansible-playbook (the venv's ansible-core): per-host counts, the file the agent reads instead of PLAY RECAP's text."""
+    the real ansible-playbook (the venv's ansible-core): per-host counts, the file the agent reads
+    instead of PLAY RECAP's text."""
     play = tmp_path / "play.yml"
     play.write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
