@@ -11,7 +11,7 @@ import pytest
 from test_server import Server
 
 from sidecar_app.cli import main
-from sidecar_app.refmodel import calibration_set, reference_model, sample_windows
+from sidecar_app.tools.refmodel import calibration_set, reference_model, sample_windows
 
 
 @pytest.fixture(scope="module")
