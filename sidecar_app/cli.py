@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--windows", required=True, help=".npy of shape (N, 100, 9) or (N, 1, 100, 9)")
     s.add_argument("--report", default="parity-report.json", help="JSON report (default parity-report.json)")
     s.add_argument("--num-motifs", type=int, default=12)
-    s.add_argument("--batch", type=int, default=64, help="windows per call (the sidecar's MAX_BATCH at most)")
+    s.add_argument(
+        "--batch", type=int, help="windows per call, at most the sidecar's MAX_BATCH (default: its default)"
+    )
     s.add_argument("--limit", type=int, default=0, help="first N windows only (0: all)")
     s.add_argument("--min-cosine", type=float, default=0.99)
     s.add_argument("--max-abs-error", type=float, default=0.05)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..settings import Settings
 from ..shape import CHANNELS, WINDOW_LEN
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -143,9 +144,10 @@ def run_parity(
     windows: np.ndarray,
     thresholds: Thresholds,
     num_motifs: int = 12,
-    batch: int = 64,
+    batch: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    batch = batch or Settings.model_fields["max_batch"].default  # the sidecar's own MAX_BATCH default
     ref_infer, ref_label = open_model(reference, num_motifs)
     cand_infer, cand_label = open_model(candidate, num_motifs)
     parts: list[dict[str, np.ndarray]] = []
