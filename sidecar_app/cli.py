@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import probe
+from .tools import probe
 
 
 def _serve(_args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def _serve(_args: argparse.Namespace) -> int:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    from .smoke import run_smoke
+    from .tools.smoke import run_smoke
 
     failures = run_smoke(args.url, args.expect_sha256, args.expect_config_version, args.num_motifs, args.wait)
     return 1 if failures else 0
@@ -55,7 +55,7 @@ def _versions(_args: argparse.Namespace) -> int:
 
 def _reference_model(args: argparse.Namespace) -> int:
     from .backends.base import file_sha256
-    from .refmodel import reference_model
+    from .tools.refmodel import reference_model
 
     path = reference_model(Path(args.out), args.num_motifs, args.seed, args.perturb, nchw=args.nchw)
     print(f"{path}  sha256 {file_sha256(path)}")
@@ -63,7 +63,7 @@ def _reference_model(args: argparse.Namespace) -> int:
 
 
 def _calib_set(args: argparse.Namespace) -> int:
-    from .refmodel import calibration_set
+    from .tools.refmodel import calibration_set
 
     shape = tuple(int(d) for d in args.shape.split(","))
     path = calibration_set(Path(args.out), args.n, args.seed, shape)
@@ -95,31 +95,31 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def _wait_release(args: argparse.Namespace) -> int:
-    from .smoke import wait_release
+    from .tools.smoke import wait_release
 
     return wait_release(args.url, args.config_version, args.sha256, args.timeout)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    from .tools.bench import main as bench_main
 
     return int(bench_main(args))
 
 
 def _bench_scrape(args: argparse.Namespace) -> int:
-    from .scrapecost import main as scrape_main
+    from .tools.scrapecost import main as scrape_main
 
     return scrape_main(args)
 
 
 def _parity(args: argparse.Namespace) -> int:
-    from .parity import main as parity_main
+    from .tools.parity import main as parity_main
 
     return parity_main(args)
 
 
 def _fidelity(args: argparse.Namespace) -> int:
-    from .fidelity import main as fidelity_main
+    from .tools.fidelity import main as fidelity_main
 
     return fidelity_main(Path(args.hef), Path(args.out) if args.out else None)
 
@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--windows", required=True, help=".npy of shape (N, 100, 9) or (N, 1, 100, 9)")
     s.add_argument("--report", default="parity-report.json", help="JSON report (default parity-report.json)")
     s.add_argument("--num-motifs", type=int, default=12)
-    s.add_argument("--batch", type=int, default=64, help="windows per call (the sidecar's MAX_BATCH at most)")
+    s.add_argument(
+        "--batch", type=int, help="windows per call, at most the sidecar's MAX_BATCH (default: its default)"
+    )
     s.add_argument("--limit", type=int, default=0, help="first N windows only (0: all)")
     s.add_argument("--min-cosine", type=float, default=0.99)
     s.add_argument("--max-abs-error", type=float, default=0.05)

@@ -32,7 +32,7 @@ def standin(manifest: dict[str, Any]) -> dict[str, Any]:
     import standin_hef
     from hailo_platform import standin as controls
 
-    from sidecar_app.fidelity import observe
+    from sidecar_app.tools.fidelity import observe
 
     work = Path(tempfile.mkdtemp(prefix="fidelity-"))
     shape = manifest["input"]["hef_shape"]

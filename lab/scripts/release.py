@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def release(out: Path, name: str, version: str, config_version: str, variant: str = "") -> Path:
     import onnx
 
-    from sidecar_app.refmodel import calibration_set, reference_model
+    from sidecar_app.tools.refmodel import calibration_set, reference_model
 
     broken = variant == "--broken"
     work = Path(tempfile.mkdtemp(prefix="lab-release-"))
@@ -59,7 +59,7 @@ def _edit(folder: Path, variant: str, calib: Path) -> None:
     import json
 
     from hef_compiler.golden import encode, golden
-    from sidecar_app.refmodel import reference_model
+    from sidecar_app.tools.refmodel import reference_model
 
     manifest = json.loads((folder / "manifest.json").read_text())
     if variant == "--golden-mismatch":

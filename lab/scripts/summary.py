@@ -159,7 +159,7 @@ def render(data: dict[str, Any], timings: list[dict[str, Any]]) -> list[str]:
 
 def write_window(path: Path) -> None:
     """A sample IMU window for the curl line (the contract: 100 rows of 9 floats)."""
-    from sidecar_app.refmodel import sample_windows
+    from sidecar_app.tools.refmodel import sample_windows
 
     path.write_text(json.dumps({"x": sample_windows(1)[0].round(4).tolist()}) + "\n")
 

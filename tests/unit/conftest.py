@@ -20,8 +20,8 @@ from hailo_platform import standin  # noqa: E402  (the stand-in's fault controls
 
 from sidecar_app.app import create_app  # noqa: E402
 from sidecar_app.backends.base import file_sha256  # noqa: E402
-from sidecar_app.refmodel import reference_model, sample_windows  # noqa: E402
 from sidecar_app.settings import load_settings  # noqa: E402
+from sidecar_app.tools.refmodel import reference_model, sample_windows  # noqa: E402
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from hef_compiler.cli import main
 from hef_compiler.inputs import sha256_file
 from sidecar_app.backends.hailo import HailoBackend
 from sidecar_app.backends.onnx import OnnxBackend
-from sidecar_app.refmodel import calibration_set, reference_model
+from sidecar_app.tools.refmodel import calibration_set, reference_model
 
 pytestmark = pytest.mark.usefixtures("dfc")
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,6 +9,9 @@ import orjson
 import pytest
 
 from sidecar_app.contract import WINDOW_BYTES
+from sidecar_app.settings import Settings
+
+LIMIT = Settings.model_fields["max_batch"].default  # MAX_BATCH's default: the fixtures leave it unset
 
 GOOD = [[float(i * 9 + j) / 100 for j in range(9)] for i in range(100)]
 
@@ -145,7 +148,7 @@ BATCH_CASES = [
     ("no windows key", orjson.dumps({"x": GOOD}), 422, 'no key "windows"'),
     ("windows not list", orjson.dumps({"windows": 3}), 422, "windows must be a list"),
     ("empty batch", orjson.dumps({"windows": []}), 422, "windows is empty"),
-    ("too many", orjson.dumps({"windows": [GOOD] * 65}), 422, "at most 64 (MAX_BATCH)"),
+    ("too many", orjson.dumps({"windows": [GOOD] * (LIMIT + 1)}), 422, f"at most {LIMIT} (MAX_BATCH)"),
     ("bad second window", orjson.dumps({"windows": [GOOD, GOOD[:10]]}), 422, "windows[1] has 10 rows"),
     (
         "bool in third",

@@ -17,7 +17,7 @@ from hailo_platform.pyhailort.pyhailort import ExceptionWrapper, HailoRTTimeout
 from sidecar_app.backends import hailo
 from sidecar_app.backends.hailo import HailoBackend, classify
 from sidecar_app.errors import DeviceError
-from sidecar_app.refmodel import sample_windows
+from sidecar_app.tools.refmodel import sample_windows
 
 GOOD = [[0.01 * (i + j) for j in range(9)] for i in range(100)]
 

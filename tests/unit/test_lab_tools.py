@@ -1,5 +1,5 @@
 """The lab's own tools: the summary's checks and rendering (lab/scripts/summary.py) and the
-stand-in fidelity comparison (sidecar_app/fidelity.py against lab/scripts/fidelity.py)."""
+stand-in fidelity comparison (sidecar_app/tools/fidelity.py against lab/scripts/fidelity.py)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_each_problem_is_named(health: dict[str, Any], expected: str) -> None:
 
 @pytest.fixture
 def standin_run(tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The stand-in observed through sidecar_app/fidelity.py, as a device run would be."""
+    """The stand-in observed through sidecar_app/tools/fidelity.py, as a device run would be."""
     manifest = {"hw_arch": "hailo8", "input": {"hef_shape": [100, 9, 1]},
                 "outputs": {"latent": [64], "motif_scores": [12]}}  # fmt: skip
     lab_obs = fidelity.standin(manifest)

@@ -10,7 +10,7 @@ import onnxruntime as ort
 from hailo_platform import standin
 
 from sidecar_app.backends.base import file_sha256
-from sidecar_app.refmodel import reference_model
+from sidecar_app.tools.refmodel import reference_model
 
 GOOD = [[0.01 * (i + j) for j in range(9)] for i in range(100)]
 

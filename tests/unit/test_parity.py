@@ -11,7 +11,8 @@ import pytest
 from test_server import Server
 
 from sidecar_app.cli import main
-from sidecar_app.refmodel import calibration_set, reference_model, sample_windows
+from sidecar_app.settings import Settings
+from sidecar_app.tools.refmodel import calibration_set, reference_model, sample_windows
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_reference_against_itself_passes(models, tmp_path, capsys):
     out = capsys.readouterr()
     assert "parity: PASS" in out.out
     # Progress goes to stderr (not a terminal here: at the first batch, then every 5 s).
-    assert "parity: 64/200 windows" in out.err
+    assert f"parity: {Settings.model_fields['max_batch'].default}/200 windows" in out.err
 
 
 def test_perturbed_model_is_detected_as_drift(models, tmp_path, capsys):
@@ -66,9 +67,10 @@ def test_loose_thresholds_accept_the_perturbed_model(models, tmp_path):
 
 
 def test_running_sidecar_over_http(models, tmp_path):
+    """Windows per call by default: as many as a sidecar with the default MAX_BATCH takes."""
     srv = Server(INFER_MODE="onnx", ONNX_PATH=str(models["ref"]))
     try:
-        rc, report = parity(models, tmp_path, srv.url + "/infer", "--batch", "32")
+        rc, report = parity(models, tmp_path, srv.url + "/infer")
     finally:
         srv.stop()
     assert rc == 0, report

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_app.smoke import run_smoke
+from sidecar_app.tools.smoke import run_smoke
 
 STANDINS = Path(__file__).resolve().parents[2] / "lab" / "standins"
 
@@ -175,7 +175,7 @@ def test_the_probe_command_checks_the_local_server(server):
 
 # The healthcheck as the image runs it (hailo-sidecar-probe), and what it imported.
 HEALTHCHECK = (
-    "import sys; from sidecar_app.probe import main; rc = main(sys.argv[1:]); "
+    "import sys; from sidecar_app.tools.probe import main; rc = main(sys.argv[1:]); "
     "heavy = ('argparse', 'urllib.request', 'http.client', 'pydantic', 'importlib.metadata', "
     "'sidecar_app.cli'); "
     "print('loaded:', [m for m in heavy if m in sys.modules]); sys.exit(rc)"
@@ -217,6 +217,29 @@ def test_the_healthcheck_refuses_an_answer_that_is_not_http() -> None:
         threading.Thread(target=answer, daemon=True).start()
         run = _healthcheck(str(listener.getsockname()[1]))
     assert run.returncode == 1 and "not an HTTP response: b'SSH-2.0-OpenSSH_9.2" in run.stderr, run.stderr
+
+
+# The serving path as `hailo-sidecar serve` runs it (the app built, started, a window inferred), in a
+# fresh interpreter: which of the command's tools (sidecar_app/tools/) it loaded.
+SERVING = (
+    "import sys; from starlette.testclient import TestClient; from sidecar_app import cli; "
+    "from sidecar_app.app import create_app; from sidecar_app.settings import load_settings; "
+    "cli.build_parser().parse_args(['serve']); "
+    "client = TestClient(create_app(load_settings(infer_mode='stub'))); client.__enter__(); "
+    "assert client.post('/infer', json={'x': [[0.1] * 9] * 100}).status_code == 200; "
+    "print(sorted(m for m in sys.modules if m.startswith('sidecar_app.tools')))"
+)
+
+
+def test_the_server_imports_none_of_the_commands_tools() -> None:
+    """Serving loads no tool (bench, loadgen, parity, refmodel, smoke ...: numpy-heavy or not, none
+    belongs in the server's process); the command's parser only the healthcheck's stdlib module."""
+    run = subprocess.run([sys.executable, "-c", SERVING], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['sidecar_app.tools', 'sidecar_app.tools.probe']", run.stdout
+    app_only = "import sys, sidecar_app.app; print([m for m in sys.modules if 'sidecar_app.tools' in m])"
+    run = subprocess.run([sys.executable, "-c", app_only], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
 
 
 def test_version_option_prints_the_package_version() -> None:

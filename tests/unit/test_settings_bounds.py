@@ -1,7 +1,8 @@
 """One source for the sidecar's settings: sidecar_app/settings.py. The sidecar_stack role's copy of
 their names, defaults and bounds (files/sidecar-settings.json), its defaults, argument specs, .env
-template and compose.yml must say what the class says, and its preflight must refuse exactly what
-the sidecar would refuse at start. Each test fails on one kind of drift."""
+template, compose.yml and env.example must say what the class says (and so must the README's table
+and the contract), and its preflight must refuse exactly what the sidecar would refuse at start.
+Each test fails on one kind of drift."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ SPECS = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argu
 SPECS = SPECS["options"]
 ENV_J2 = (ROLE / "templates" / "env.j2").read_text()
 COMPOSE = (ROLE / "files" / "compose.yml").read_text()
+ENV_EXAMPLE = (ROLE / "files" / "env.example").read_text()
+README = (ROOT / "README.md").read_text()
+CONTRACT = (ROOT / "docs" / "contract.md").read_text()
 
 
 def test_the_roles_copy_is_what_the_sidecar_says(tmp_path):
@@ -68,6 +72,39 @@ def test_compose_passes_each_setting_with_the_sidecars_default():
         defaults = set(re.findall(rf"^\s+{env}: \$\{{{env}:-([^}}]*)\}}$", COMPOSE, re.M))
         assert defaults, f"compose.yml does not pass {env} to the sidecar"
         assert {type(COPY[env]["default"])(d) for d in defaults} == {COPY[env]["default"]}, env
+
+
+def _same(text: str, entry: dict[str, Any]) -> bool:
+    """TEXT (a document's default, backticks stripped) says ENTRY's default."""
+    if entry["type"] in ("int", "float"):
+        return float(text) == entry["default"]
+    return text == entry["default"]
+
+
+def test_the_readmes_settings_table_gives_the_sidecars_defaults():
+    table = README.split("| variable | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = set()
+    for row in table.strip().splitlines()[1:]:
+        names_cell, defaults_cell = row.split(" | ")[:2]
+        names = re.findall(r"`([A-Z_0-9]+)`", names_cell)
+        defaults = [d.strip().strip("`") for d in defaults_cell.split(" / ")]
+        assert len(names) == len(defaults), row
+        for name, text in zip(names, defaults, strict=True):
+            documented.add(name)
+            if COPY[name]["default"] is not None:
+                assert _same(text, COPY[name]), f"README.md says {name}'s default is {text}"
+    assert set(COPY) - documented == {"USE_REAL_MODEL"}  # in INFER_MODE's row
+
+
+def test_the_contract_and_the_env_example_give_the_sidecars_defaults():
+    (batch,) = re.findall(r"1\.\.MAX_BATCH \((\d+)\)", CONTRACT)
+    assert _same(batch, COPY["MAX_BATCH"]), "docs/contract.md: MAX_BATCH's default"
+    example = dict(re.findall(r"^([A-Z_0-9]+)=(.*)$", ENV_EXAMPLE, re.M))
+    assert "MAX_BATCH" in example
+    for name, text in example.items():
+        if name in COPY:
+            entry = COPY[name]
+            assert (text == "") if entry["default"] is None else _same(text, entry), f"env.example {name}"
 
 
 def values_outside(entry: dict[str, Any]) -> list[Any]:

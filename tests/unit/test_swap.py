@@ -31,8 +31,8 @@ from test_server import Server
 from hef_compiler.golden import encode, golden
 from sidecar_app.backends import hailo
 from sidecar_app.backends.base import file_sha256
-from sidecar_app.loadgen import RunResult, build_request, run_load
-from sidecar_app.refmodel import calibration_set, reference_model
+from sidecar_app.tools.loadgen import RunResult, build_request, run_load
+from sidecar_app.tools.refmodel import calibration_set, reference_model
 
 POLL = "0.05"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from labplay import GPUSRV, LAB, PIS, host, play, release
 
-from sidecar_app.loadgen import RunResult, build_request, run_load
+from sidecar_app.tools.loadgen import RunResult, build_request, run_load
 
 pytestmark = pytest.mark.timeout(1800)
 HOST = PIS[0]

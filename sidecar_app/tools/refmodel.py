@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .shape import CHANNELS, LATENT_DIM, WINDOW_LEN, WINDOW_VALUES
+from ..shape import CHANNELS, LATENT_DIM, WINDOW_LEN, WINDOW_VALUES
 
 HIDDEN = 128
 OPSET = 17

@@ -61,7 +61,7 @@ class BatchResult(BaseModel):
 def baseline_app() -> Any:
     from fastapi import FastAPI
 
-    from .backends.stub import StubBackend
+    from ..backends.stub import StubBackend
 
     backend = StubBackend(12)
     app = FastAPI()
@@ -118,7 +118,7 @@ def _start(kind: str, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes
         cmd = [
             sys.executable,
             "-c",
-            f"from sidecar_app.bench import _serve_baseline; _serve_baseline({port})",
+            f"from sidecar_app.tools.bench import _serve_baseline; _serve_baseline({port})",
         ]
         ready = f"http://{HOST}:{port}/docs"
     else:
@@ -139,7 +139,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _floor(windows: np.ndarray, seconds: float) -> list[dict[str, Any]]:
-    from .backends.stub import StubBackend
+    from ..backends.stub import StubBackend
 
     backend = StubBackend(12)
     rows = []

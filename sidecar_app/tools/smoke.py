@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from .shape import CHANNELS, LATENT_DIM, WINDOW_LEN
+from ..shape import CHANNELS, LATENT_DIM, WINDOW_LEN
 
 KNOWN_WINDOW = [[round(math.sin(0.1 * i + j), 6) for j in range(CHANNELS)] for i in range(WINDOW_LEN)]
 

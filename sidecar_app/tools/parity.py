@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .shape import CHANNELS, WINDOW_LEN
+from ..settings import Settings
+from ..shape import CHANNELS, WINDOW_LEN
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -45,20 +46,20 @@ def _local(spec: str, num_motifs: int) -> tuple[Infer, str]:
     """``onnx:PATH``, ``hailo:PATH`` or ``stub``: a backend in this process."""
     kind, _sep, path = spec.partition(":")
     if kind == "stub" and not path:
-        from .backends.stub import StubBackend
+        from ..backends.stub import StubBackend
 
         backend: Any = StubBackend(num_motifs)
     elif kind == "onnx" and path:
-        from .backends.onnx import OnnxBackend
+        from ..backends.onnx import OnnxBackend
 
         backend = OnnxBackend(Path(path), num_motifs)
     elif kind == "hailo" and path:
-        from .backends.hailo import HailoBackend
+        from ..backends.hailo import HailoBackend
 
         backend = HailoBackend(Path(path), num_motifs)
     else:
         raise ParityInputError(f"{spec!r}: expected onnx:PATH, hailo:PATH, stub or an http(s):// URL")
-    from .errors import ModelLoadError
+    from ..errors import ModelLoadError
 
     try:
         info = backend.load()
@@ -143,9 +144,10 @@ def run_parity(
     windows: np.ndarray,
     thresholds: Thresholds,
     num_motifs: int = 12,
-    batch: int = 64,
+    batch: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    batch = batch or Settings.model_fields["max_batch"].default  # the sidecar's own MAX_BATCH default
     ref_infer, ref_label = open_model(reference, num_motifs)
     cand_infer, cand_label = open_model(candidate, num_motifs)
     parts: list[dict[str, np.ndarray]] = []

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.hailo import hailort_status
+from ..backends.hailo import hailort_status
 
 
 def _failure(fn: Any) -> dict[str, Any] | None:
