@@ -13,12 +13,25 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
-from pullfleet import ROOT, Reports, agent, credentials, exported, make_fleet, report, serve_reports, sh, tag
+from pullfleet import (
+    AGENT,
+    ROOT,
+    Reports,
+    agent,
+    credentials,
+    exported,
+    make_fleet,
+    report,
+    serve_reports,
+    sh,
+    tag,
+)
 
 
 @pytest.fixture
@@ -153,6 +166,104 @@ def test_credentials_stay_out_of_arguments_files_and_outcomes(
     assert secret not in json.dumps(result) and secret not in (state / "rollout.json").read_text()
     assert "pw-of-pi-1" not in (fleet["tmp"] / "calls.env").read_text(), "the playbook saw the credential"
     assert secret not in (fleet["tmp"] / "calls.env").read_text()
+
+
+def test_a_second_run_while_one_applies_does_nothing(fleet: dict[str, Path], reports: str) -> None:
+    """The timer's run is in the playbook when the on-call engineer starts the agent by hand: the
+    second run takes no part (result "busy", printed only: the rollout file stays the first run's)
+    and the first ends as it would have alone."""
+    tag(fleet, "fleet-1.0.0")
+    slow = fleet["tmp"] / "ansible-playbook"
+    mark = fleet["tmp"] / "overlap"
+    body = slow.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\necho start >> {mark}\nsleep 3\n", 1)
+    slow.write_text(body.replace("exit $((f * 2))", f"echo end >> {mark}\nexit $((f * 2))"))
+    state = fleet["tmp"] / "state-pi-1"
+    argv = [sys.executable, str(AGENT), "--credentials", str(credentials(fleet, reports, "pi-1")),
+            "--allowed-signers", str(fleet["allowed"]), "--state-dir", str(state), "--host", "pi-1",
+            "--rollout-file", str(state / "rollout.json"), "--ansible-playbook", str(slow)]  # fmt: skip
+    one = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    two = subprocess.run(argv, capture_output=True, text=True)
+    first = json.loads(one.communicate()[0])
+    assert two.returncode == 0 and json.loads(two.stdout)["result"] == "busy", two.stdout + two.stderr
+    assert mark.read_text().split() == ["start", "end"], "two playbook runs overlapped"
+    assert first["result"] == "deployed"
+    assert json.loads((state / "rollout.json").read_text())["result"] == "deployed"
+
+
+@pytest.mark.parametrize("damage", ["index.lock", "refs/tags/fleet-1.1.0.lock", "HEAD emptied"])
+def test_a_clone_left_damaged_by_a_power_cut_does_not_stop_later_runs(
+    fleet: dict[str, Path], reports: str, damage: str
+) -> None:
+    """Power lost during a checkout or a fetch leaves git's lock files (or a HEAD it no longer
+    reads) in the agent's clone: every later run used to fail there until someone found the
+    folder. The agent owns the clone: it clears the locks (it holds its own lock), or clones again."""
+    tag(fleet, "fleet-1.0.0")
+    assert agent(fleet, reports)["result"] == "deployed"
+    git_dir = fleet["tmp"] / "state-pi-1" / "repo" / ".git"
+    if damage == "HEAD emptied":
+        (git_dir / "HEAD").write_text("")
+    else:
+        (git_dir / damage).parent.mkdir(parents=True, exist_ok=True)
+        (git_dir / damage).write_text("")
+    tag(fleet, "fleet-1.1.0")
+    results = [agent(fleet, reports) for _ in range(2)]
+    assert [r["result"] for r in results] == ["deployed", "current"], [r["reason"][:200] for r in results]
+
+
+def test_a_one_character_repository_password_still_ends_with_an_outcome(
+    fleet: dict[str, Path], reports: str
+) -> None:
+    """A repository password of "0" (a site's placeholder): its redaction used to rewrite the
+    outcome's JSON ("wave": ***), which then failed to parse: a traceback, exit 1 and no rollout
+    file. Now every string is redacted in place and the numbers and times stay."""
+    tag(fleet, "fleet-1.0.0")
+    creds = credentials(fleet, reports, "pi-1", repo_url="https://fleet:0@127.0.0.1:9/fleet.git")
+    result = agent(fleet, reports, creds=creds)  # exit 0, no traceback, the outcome recorded
+    assert (result["result"], result["wave"], result["changed"]) == ("failed", 0, 0), result
+    assert time.strptime(result["at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert 'hailo_host_rollout_result{result="failed"} 1' in exported(fleet)
+
+
+PREFLIGHT = """
+- hosts: localhost
+  gather_facts: false
+  connection: local
+  vars:
+    pull_agent_enabled: true
+    pull_agent_allowed_signers: 'rm namespaces="git" ssh-ed25519 AAAA'
+  tasks:
+    - ansible.builtin.include_role:
+        name: synchrony.hailo_pipeline.pull_agent
+        tasks_from: preflight.yml
+"""
+
+
+def test_the_agents_own_run_needs_no_secret_in_the_served_inventory(
+    fleet: dict[str, Path], reports: str, tmp_path: Path
+) -> None:
+    """The served site inventory enables pull_agent, so each tag's run of pi.yml runs the role
+    again. Its preflight used to require pull_agent_reports_secret there: either every pull run
+    failed, or the fleet's secret sat in a repository served without credentials. The agent marks
+    its runs (-e pull_agent_run_by_agent=true), and the role keeps the credentials a push run wrote;
+    a push run without the secret still fails, naming it. Real ansible-playbook."""
+    tag(fleet, "fleet-1.0.0")
+    assert agent(fleet, reports)["result"] == "deployed"
+    calls = (fleet["tmp"] / "calls").read_text().split()
+    assert calls[calls.index("pull_agent_run_by_agent=true") - 1] == "-e"
+    coll = tmp_path / "c" / "ansible_collections" / "synchrony"
+    coll.mkdir(parents=True)
+    (coll / "hailo_pipeline").symlink_to(ROOT)
+    (tmp_path / "pre.yml").write_text(PREFLIGHT)
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "c")}
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
+    by_agent = subprocess.run([playbook, str(tmp_path / "pre.yml"), "-e", "pull_agent_run_by_agent=true"],
+                              capture_output=True, text=True, env=env)  # fmt: skip
+    assert by_agent.returncode == 0, by_agent.stdout[-800:]
+    push = subprocess.run([playbook, str(tmp_path / "pre.yml")], capture_output=True, text=True, env=env)
+    assert push.returncode != 0 and "pull_agent_repo_url must be" in push.stdout, push.stdout[-800:]
 
 
 def test_the_run_stats_callback_writes_what_the_agent_reads(tmp_path: Path) -> None:

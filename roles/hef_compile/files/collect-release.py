@@ -19,6 +19,7 @@ with one line naming the problem, leaving DEST as it was.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -35,6 +36,8 @@ NAMES = ("manifest.json", "model.hef", "model.onnx", "golden.json", "model.hef.s
 # Left in the compiler's folder by the role's earlier versions, which signed there: never read.
 SKIPPED = ("manifest.json.sig",)
 PART = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
+# A release's version: dotted numbers (the Pis order releases by it; preflight.yml checks the same).
+VERSION = re.compile(r"(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8})){0,3}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_BYTES = 4 << 30  # a file larger than this is not a release's
 MANIFEST_MAX = 1 << 20
@@ -138,9 +141,10 @@ def same(a: Path, b: Path) -> bool:
 
 
 def collect(out: Path, model: str, version: str, dest: Path) -> str:
-    if not (PART.fullmatch(model) and PART.fullmatch(version)):
-        raise Refused(f"{model} {version}: not a model name and version")
+    if not (PART.fullmatch(model) and VERSION.fullmatch(version)):
+        raise Refused(f"{model} {version}: not a model name and a version of dotted numbers (1.4.0)")
     target = dest / model / version
+    created = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     copy = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
     try:
@@ -167,6 +171,9 @@ def collect(out: Path, model: str, version: str, dest: Path) -> str:
         return "collected"
     finally:
         shutil.rmtree(copy, ignore_errors=True)
+        if created:  # a refused first release leaves no empty model folder behind
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:

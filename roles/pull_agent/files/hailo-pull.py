@@ -7,7 +7,11 @@ Run by hailo-pull.timer (randomised delay); one run:
      names that same tag and points to a commit, it is SSH-signed (never OpenPGP or X.509) by a
      key in the allowed signers that is valid now and not revoked, and it is newer than the tag
      applied before, both by version and by its signed tagger date. The newest such tag is the
-     target; every other tag that fails is listed with its reason ("refused" when none counts);
+     target; every other tag that fails is listed with its reason ("refused" when none counts).
+     Signatures are checked newest version first, at most --max-checks a run (the rest counted in
+     unchecked_tags), and an object refused under the same keys is not checked again
+     (STATE_DIR/refused.json). Nothing is applied while this host's clock is earlier than what it
+     has seen happen (the applied tag, its state's last change, a tag that verified);
   3. waits for its wave: wave N applies the target DELAYS[N] minutes after it was signed
      ("waiting"), and a wave after the first applies it only once one of the canaries (the hosts
      named by --canaries) reported it deployed and none reported it failed ("held"); a report
@@ -23,14 +27,20 @@ The repository's and the reports' URLs and credentials come from a file only roo
 (--credentials, JSON: repo_url, reports_url, reports_user, reports_password); they never reach a
 command line (git gets the credential as an HTTP header through its environment).
 Every run ends with an outcome in the rollout file and exit code 0 (the timer runs again); only
-malformed arguments exit 2.
+malformed arguments exit 2. One run at a time (flock on STATE_DIR/lock): a run that finds it taken
+prints "busy" and leaves the rollout file to the run in progress. The agent owns its clone: git's
+lock files a run cut short left there are removed, a clone git no longer reads is cloned again.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import calendar
+import contextlib
+import fcntl
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -61,15 +71,31 @@ SIGNATURE_STARTS = {
 }
 TAGGER = re.compile(rb"^.* <[^<>]*> ([0-9]{1,12}) [+-][0-9]{4}$")
 REPORT_MAX_BYTES = 65536
+# A tag object larger than this is refused unread (a release tag's object is a few hundred bytes).
+TAG_MAX_BYTES = 65536
 # The run_stats callback the pull_agent role installs beside the agent (files/hailo-pull-callbacks/):
 # the playbook's per-host counts as JSON, written by the agent's own version of it.
 CALLBACKS = Path(__file__).resolve().parent / "hailo-pull-callbacks"
 # The refused tags an outcome lists (the highest versions; the rest are counted).
 REFUSED_LISTED = 20
+# How far a signed date may be ahead of this host's clock (the signer's clock and this one differ).
+CLOCK_SKEW = 600
+# The fields of an outcome the agent writes from checked values (times, counts, names matched by a
+# pattern, object ids): never redacted.
+STRUCTURED = {"host", "wave", "at", "tag", "commit", "changed", "result"}
 
 
 class Refused(Exception):
-    """A tag, or the whole run's input, that must not be applied; the message says why."""
+    """A tag, or the whole run's input, that must not be applied; the message says why. LASTING:
+    the same tag object gets the same answer while the keys stay the same (not a matter of time)."""
+
+    def __init__(self, message: str, lasting: bool = True) -> None:
+        super().__init__(message)
+        self.lasting = lasting
+
+
+class Busy(Exception):
+    """Another run of the agent holds its lock."""
 
 
 class ConfigError(Exception):
@@ -103,6 +129,11 @@ def split_url(name: str, url: object, schemes: tuple[str, ...]) -> tuple[str, st
         raise ConfigError(f"{name} must be an ASCII URL without spaces")
     if "ssh" in schemes and SCP_LIKE.match(url):
         return url, None, None
+    if "?" in url or "#" in url:
+        raise ConfigError(
+            f"{name} must have no query or fragment (a token there would reach logs and git's config): "
+            "credentials go in user:password@ or in reports_user and reports_password"
+        )
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in schemes or not (parts.hostname or parts.scheme == "file"):
@@ -110,6 +141,10 @@ def split_url(name: str, url: object, schemes: tuple[str, ...]) -> tuple[str, st
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         raise ConfigError(f"{name} must be a URL: {', '.join(s + '://' for s in schemes)}") from None
+    if parts.scheme == "ssh" and parts.password is not None:
+        raise ConfigError(
+            f"{name}: an ssh:// URL takes no password (git would keep it in its config): use a key"
+        )
     if parts.username is None or parts.scheme not in ("http", "https"):
         return url, None, None
     clean = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
@@ -150,6 +185,22 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+def redacted(value: Any, secrets: tuple[str, ...]) -> Any:
+    """VALUE with every secret in its strings replaced, its structure as it is."""
+    if isinstance(value, dict):
+        return {k: redacted(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v, secrets) for v in value]
+    return redact(value, secrets) if isinstance(value, str) else value
+
+
+def redacted_outcome(outcome: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    """The outcome with every secret in its free text (reasons, output, refused tags, errors)
+    replaced; what the agent writes from checked values (STRUCTURED, the target) stays as it is,
+    so a short secret cannot rewrite a time or a count."""
+    return {k: v if k in STRUCTURED or k == "target" else redacted(v, secrets) for k, v in outcome.items()}
+
+
 # -- git ------------------------------------------------------------------------------------------
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment for a child, without git configuration it did not set itself."""
@@ -166,6 +217,16 @@ def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
+def clear_stale_locks(repo: Path) -> None:
+    """Removes git's lock files from the agent's clone: a run that ended mid-way (power lost during
+    a checkout) leaves .git/index.lock or a ref's lock, and every git command after it fails. The
+    agent owns the clone and holds its own lock (take_lock): any lock file there is stale."""
+    git_dir = repo / ".git"
+    for path in [*git_dir.glob("*.lock"), *git_dir.glob("refs/**/*.lock"), *git_dir.glob("logs/**/*.lock")]:
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+
+
 def fetch(creds: Credentials, repo: Path) -> None:
     # The credential reaches git as an HTTP header in its environment, never in an argument or a
     # file (.git/config holds the URL without it).
@@ -174,6 +235,11 @@ def fetch(creds: Credentials, repo: Path) -> None:
         extra = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
                  "GIT_CONFIG_VALUE_0": f"Authorization: {creds.repo_auth}"}  # fmt: skip
     env = clean_env(extra)
+    if (repo / ".git").exists():
+        clear_stale_locks(repo)
+        if subprocess.run(["git", "-C", str(repo), "rev-parse", "--git-dir"], capture_output=True,
+                          env=clean_env()).returncode != 0:  # fmt: skip
+            shutil.rmtree(repo)  # a clone git no longer reads (a power cut): cloned again
     if not (repo / ".git").exists():
         repo.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(repo, ignore_errors=True)
@@ -186,14 +252,36 @@ def fetch(creds: Credentials, repo: Path) -> None:
     git(repo, "fetch", "--quiet", "--tags", "--force", "--prune", "--prune-tags", "origin", env=env)
 
 
-def list_tags(repo: Path) -> list[tuple[str, str, str]]:
-    """(name, object type, object id) of every tag."""
-    out = git(repo, "for-each-ref", "--format=%(objecttype) %(objectname) %(refname)", "refs/tags/")
+def list_tags(repo: Path) -> list[tuple[str, str, str, int]]:
+    """(name, object type, object id, object size) of every tag."""
+    out = git(
+        repo, "for-each-ref", "--format=%(objecttype) %(objectname) %(objectsize) %(refname)", "refs/tags/"
+    )
     tags = []
     for line in out.splitlines():
-        kind, oid, ref = line.split(" ", 2)
-        tags.append((ref.removeprefix("refs/tags/"), kind, oid))
+        kind, oid, size, ref = line.split(" ", 3)
+        tags.append((ref.removeprefix("refs/tags/"), kind, oid, int(size)))
     return tags
+
+
+def read_objects(repo: Path, oids: list[str]) -> dict[str, bytes]:
+    """The raw objects OIDS, read by one git cat-file --batch (not one git a tag)."""
+    if not oids:
+        return {}
+    batch = ("\n".join(oids) + "\n").encode()
+    proc = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], input=batch, capture_output=True,
+                          check=True, env=clean_env())  # fmt: skip
+    out, objects, i = proc.stdout, {}, 0
+    while i < len(out):
+        end = out.index(b"\n", i)
+        head = out[i:end].split(b" ")
+        if len(head) != 3:  # "<oid> missing"
+            i = end + 1
+            continue
+        size = int(head[2])
+        objects[head[0].decode()] = out[end + 1 : end + 1 + size]
+        i = end + 1 + size + 1
+    return objects
 
 
 # -- signatures -----------------------------------------------------------------------------------
@@ -201,6 +289,13 @@ def list_tags(repo: Path) -> list[tuple[str, str, str]]:
 class Keys:
     allowed: Path
     revoked: Path | None  # None: no revocation list
+
+    def digest(self) -> str:
+        """What the keys are: a tag refused under other keys is checked again."""
+        h = hashlib.sha256(self.allowed.read_bytes())
+        if self.revoked:
+            h.update(b"\0" + self.revoked.read_bytes())
+        return h.hexdigest()
 
     def principals(self) -> list[str]:
         """Every principal named literally in the allowed signers (find-principals prints only one)."""
@@ -281,7 +376,7 @@ def ssh_verify(payload: bytes, signature: bytes, namespace: str, keys: Keys) -> 
     text = "\n".join(errors)
     stale = re.search(r"[^\n]*(?:expired|not yet valid)[^\n]*", text)
     if stale:
-        raise Refused(f"signed by a key that is not valid now ({stale.group(0).strip()})")
+        raise Refused(f"signed by a key that is not valid now ({stale.group(0).strip()})", lasting=False)
     if found.returncode != 0:
         raise Refused("not signed by an allowed key (an unknown key, or a damaged signature)")
     raise Refused(
@@ -325,12 +420,24 @@ def split_signature(raw: bytes) -> tuple[bytes, bytes, str | None]:
     return raw[:start], raw[start:], kind
 
 
-def verify_tag(repo: Path, name: str, version: str, kind: str, oid: str, keys: Keys) -> Tag:
+@dataclass(frozen=True)
+class Claimed:
+    """What a tag object says before its signature is checked."""
+
+    commit: str
+    tagged_at: int
+    payload: bytes
+    signature: bytes
+
+
+def parse_tag(name: str, kind: str, size: int, raw: bytes | None) -> Claimed:
+    """The checks that need no signature (no ssh-keygen): an annotated tag object of a sane size
+    whose header is object, type, tag, tagger, which names NAME, points to a commit, carries a
+    date and one SSH signature block. Refused when one fails."""
     if kind != "tag":
         raise Refused(f"{name} is a lightweight tag: only annotated, signed tags are applied")
-    raw = subprocess.run(
-        ["git", "-C", str(repo), "cat-file", "tag", oid], capture_output=True, check=True
-    ).stdout
+    if size > TAG_MAX_BYTES or raw is None:
+        raise Refused(f"{name}: its tag object is larger than {TAG_MAX_BYTES} bytes")
     head = raw.split(b"\n\n", 1)[0].split(b"\n")
     fields = [line.split(b" ", 1) for line in head]
     if [f[0] for f in fields] != [b"object", b"type", b"tag", b"tagger"] or any(len(f) != 2 for f in fields):
@@ -357,14 +464,46 @@ def verify_tag(repo: Path, name: str, version: str, kind: str, oid: str, keys: K
         )
     if not signature.rstrip(b"\n").endswith(b"-----END SSH SIGNATURE-----"):
         raise Refused(f"{name}: its SSH signature is damaged")
+    return Claimed(header["object"].decode(), int(when.group(1)), payload, signature)
+
+
+class Remembered:
+    """The tag objects whose signature was refused, by object id, with the keys they were checked
+    against (STATE_DIR/refused.json): an object is checked once while the keys stay the same, so
+    tags pushed by the thousand cost a Pi their checks once, not every run. Refusals that depend on
+    the time (a key not valid now) are not remembered. A file it cannot read is checked again."""
+
+    def __init__(self, path: Path, keys: str) -> None:
+        self.path, self.keys, self.changed = path, keys, False
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = None
+        objects = data.get("objects") if isinstance(data, dict) and data.get("keys") == keys else None
+        self.objects: dict[str, str] = (
+            {k: v for k, v in objects.items() if isinstance(v, str)} if isinstance(objects, dict) else {}
+        )
+
+    def add(self, oid: str, reason: str) -> None:
+        self.objects[oid] = reason
+        self.changed = True
+
+    def save(self, present: set[str]) -> None:
+        """Written when it changed; objects no tag names any more are forgotten."""
+        kept = {k: v for k, v in self.objects.items() if k in present}
+        if self.changed or kept != self.objects or not self.path.exists():
+            write_json(self.path, {"keys": self.keys, "objects": kept}, 0o600)
+
+
+def verify_signature(repo: Path, name: str, claimed: Claimed, keys: Keys) -> str:
+    """ssh-keygen's good line for the tag, or Refused (lasting unless the key is not valid now)."""
     try:
-        good = ssh_verify(payload, signature, "git", keys)
+        good = ssh_verify(claimed.payload, claimed.signature, "git", keys)
     except Refused as exc:
-        raise Refused(f"{name} is not signed by an allowed key: {exc}") from None
-    commit = header["object"].decode()
-    if git(repo, "cat-file", "-t", commit).strip() != "commit":
-        raise Refused(f"{name} points to {commit}, which is not a commit")
-    return Tag(name, oid, commit, version, int(when.group(1)), good)
+        raise Refused(f"{name} is not signed by an allowed key: {exc}", exc.lasting) from None
+    if git(repo, "cat-file", "-t", claimed.commit).strip() != "commit":
+        raise Refused(f"{name} points to {claimed.commit}, which is not a commit")
+    return good
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -463,14 +602,23 @@ def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def choose(repo: Path, a: argparse.Namespace, keys: Keys, applied: dict[str, Any] | None,
-           ) -> tuple[Tag | None, dict[str, str]]:  # fmt: skip
-    """Verify first, then choose: the newest tag that counts, and why each other one does not."""
+@dataclass
+class Choice:
+    best: Tag | None  # the newest tag that counts
+    good: list[Tag]  # every tag that counts
+    refused: dict[str, str]  # name: why
+    unchecked: int  # candidates left for a later run (--max-checks)
+
+
+def choose(repo: Path, a: argparse.Namespace, keys: Keys, applied: dict[str, Any] | None) -> Choice:
+    """Verify first, then choose: the newest tag that counts, and why each other one does not.
+    Candidates (newer than the applied tag) are checked newest version first; at most
+    --max-checks signatures a run, an object refused before is not checked again (Remembered)."""
     prefix = a.tag_pattern[:-1]
     floor = version_of(applied["tag"], prefix) if applied else None
     refused: dict[str, str] = {}
-    good: list[Tag] = []
-    for name, kind, oid in list_tags(repo):
+    candidates: list[tuple[tuple[int, ...], str, str, str, int]] = []
+    for name, kind, oid, size in list_tags(repo):
         if not fnmatch.fnmatchcase(name, a.tag_pattern):
             continue
         version = version_of(name, prefix)
@@ -482,19 +630,64 @@ def choose(repo: Path, a: argparse.Namespace, keys: Keys, applied: dict[str, Any
                 refused[name] = (f"{name} now names another tag object ({oid[:12]}) than the one applied "
                                  f"({applied['object'][:12]}): a released tag never changes")  # fmt: skip
             continue
+        candidates.append((version, name, kind, oid, size))
+    candidates.sort(reverse=True)
+    raw = read_objects(repo, [c[3] for c in candidates if c[2] == "tag" and c[4] <= TAG_MAX_BYTES])
+    remembered = Remembered(Path(a.state_dir) / "refused.json", keys.digest())
+    good: list[Tag] = []
+    checks = unchecked = 0
+    for _, name, kind, oid, size in candidates:
         try:
-            tag = verify_tag(repo, name, name[len(prefix) :], kind, oid, keys)
+            claimed = parse_tag(name, kind, size, raw.get(oid))
+            if applied and claimed.tagged_at < int(applied["tagged_at"]):
+                raise Refused(f"{name} was signed at {iso(claimed.tagged_at)}, before {applied['tag']} "
+                              f"(signed at {iso(int(applied['tagged_at']))}): tags apply in the order "
+                              "they were signed")  # fmt: skip
+            if oid in remembered.objects:
+                raise Refused(f"{remembered.objects[oid]} (tag object {oid[:12]}, refused before)")
+            if checks >= a.max_checks:
+                unchecked += 1
+                continue
+            checks += 1
+            try:
+                line = verify_signature(repo, name, claimed, keys)
+            except Refused as exc:
+                if exc.lasting:
+                    remembered.add(oid, str(exc))
+                raise
+            good.append(Tag(name, oid, claimed.commit, name[len(prefix) :], claimed.tagged_at, line))
         except Refused as exc:
             refused[name] = str(exc)
-            continue
-        if applied and tag.tagged_at < int(applied["tagged_at"]):
-            refused[name] = (f"{name} was signed at {iso(tag.tagged_at)}, before {applied['tag']} "
-                             f"(signed at {iso(int(applied['tagged_at']))}): tags apply in the order "
-                             "they were signed")  # fmt: skip
-            continue
-        good.append(tag)
+    remembered.save({c[3] for c in candidates})
     best = max(good, key=lambda t: version_of(t.name, prefix) or ()) if good else None
-    return best, refused
+    return Choice(best, good, refused, unchecked)
+
+
+def clock_behind(applied: dict[str, Any] | None, state_file: Path,
+                 good: list[Tag]) -> str | None:  # fmt: skip
+    """Why this host's clock cannot be right, or None: it is earlier than something it has seen
+    happen (the applied tag's signed date, when it was applied, the state file's last change, a
+    tag that verified). Keys are judged by this clock: one that stopped (a Pi without its RTC
+    battery or network time) would make a retired key valid again."""
+    seen: list[tuple[float, str]] = [(t.tagged_at, f"{t.name} was signed") for t in good]
+    if applied:
+        seen.append((int(applied["tagged_at"]), f"{applied['tag']} (applied) was signed"))
+        with contextlib.suppress(ValueError):
+            at = calendar.timegm(time.strptime(str(applied.get("at")), "%Y-%m-%dT%H:%M:%SZ"))
+            seen.append((at, f"{applied['tag']} was applied"))
+        with contextlib.suppress(OSError):
+            seen.append((state_file.stat().st_mtime, f"{state_file} was written"))
+    if not seen:
+        return None
+    when, what = max(seen)
+    clock = time.time()
+    if clock + CLOCK_SKEW >= when:
+        return None
+    return (
+        f"this host's clock says {iso(clock)}, but {what} at {iso(when)}: the clock is behind (no "
+        "network time, a Pi without its RTC battery?) or that date is wrong; no tag is applied until "
+        "the clock is right (keys are checked at this host's time)"
+    )
 
 
 def worst(refused: dict[str, str], prefix: str) -> str:
@@ -528,8 +721,10 @@ def apply(a: argparse.Namespace, repo: Path, tag: Tag) -> tuple[str, int, str]:
                      "HAILO_RUN_STATS": str(stats)})  # fmt: skip
     # This host only (its name in the site's inventory), over a local connection whatever the
     # inventory says of it: the same inventory serves push runs.
+    # pull_agent_run_by_agent: the pull_agent role (when the site's inventory enables it) keeps the
+    # credentials a push run wrote; the served inventory holds no secret.
     cmd = [a.ansible_playbook, "-i", str(repo / a.inventory), str(repo / a.playbook), "--limit", a.host,
-           "-e", "ansible_connection=local"]  # fmt: skip
+           "-e", "ansible_connection=local", "-e", "pull_agent_run_by_agent=true"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo, check=False)
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
     counts = run_stats(stats, a.host)
@@ -554,8 +749,12 @@ def run(a: argparse.Namespace, creds: Credentials, rollout: Path) -> dict[str, A
     }
     applied = read_state(state_file, prefix)
     keys = checked_keys(Path(a.allowed_signers), Path(a.revoked_keys) if a.revoked_keys else None)
+    behind = clock_behind(applied, state_file, [])
+    if behind:  # before any signature is checked at this clock
+        return {**out, "result": "refused", "reason": behind}
     fetch(creds, repo)
-    tag, refused = choose(repo, a, keys, applied)
+    choice = choose(repo, a, keys, applied)
+    tag, refused = choice.best, choice.refused
     if refused:
         listed = sorted(refused, key=lambda n: (version_of(n, prefix) or (), n), reverse=True)[
             :REFUSED_LISTED
@@ -563,10 +762,17 @@ def run(a: argparse.Namespace, creds: Credentials, rollout: Path) -> dict[str, A
         out["refused_tags"] = {n: refused[n] for n in listed}
         if len(refused) > len(listed):
             out["refused_more"] = len(refused) - len(listed)
+    if choice.unchecked:
+        out["unchecked_tags"] = choice.unchecked
+    behind = clock_behind(applied, state_file, choice.good)
+    if behind:
+        return {**out, "result": "refused", "reason": behind}
     if tag is None:
         if refused:
             name = worst(refused, prefix)
-            return {**out, "tag": name, "result": "refused", "reason": refused[name],
+            more = (f" ({choice.unchecked} older tags are left for the next runs: at most {a.max_checks} "
+                    "signatures are checked a run)" if choice.unchecked else "")  # fmt: skip
+            return {**out, "tag": name, "result": "refused", "reason": refused[name] + more,
                     "target": {"tag": name, "version": name[len(prefix):] if version_of(name, prefix) else "",
                                "tagged_at": "", "state": "refused"}}  # fmt: skip
         if applied:
@@ -617,6 +823,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--playbook", default="playbooks/pi.yml")
     ap.add_argument("--ansible-playbook", default="ansible-playbook")
     ap.add_argument("--host", default=socket.gethostname(), help="this host's name in the site's inventory")
+    ap.add_argument("--max-checks", type=int, default=100,
+                    help="signatures checked in a run at most (newest versions first)")  # fmt: skip
     return ap.parse_args(argv)
 
 
@@ -627,6 +835,8 @@ def checked_args(a: argparse.Namespace) -> None:
         raise ConfigError(f"--host {a.host!r}: a host name (letters, digits, '.', '_', '-')")
     if a.wave < 0:
         raise ConfigError(f"--wave {a.wave}: 0 or more")
+    if a.max_checks < 1:
+        raise ConfigError(f"--max-checks {a.max_checks}: 1 or more")
     try:
         a.delays = [int(d) for d in a.delays.split(",")]
         if any(d < 0 for d in a.delays):
@@ -644,22 +854,25 @@ def outcome_of(a: argparse.Namespace, result: str, reason: str) -> dict[str, Any
             "result": result, "reason": reason}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
-    rollout = Path(a.rollout_file)
-    creds: Credentials | None = None
+def take_lock(state_dir: Path) -> int:
+    """The agent's lock (STATE_DIR/lock; flock, so the kernel releases it when the run ends however
+    it ends, a power cut included): one run at a time, the timer's or a person's. Busy when taken."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        checked_args(a)
-        creds = load_credentials(Path(a.credentials))
-        outcome = run(a, creds, rollout)
-    except ConfigError as exc:
-        outcome = outcome_of(a, "failed", str(exc))
-    except Refused as exc:
-        outcome = outcome_of(a, "refused", str(exc))
-    except Exception as exc:
-        outcome = outcome_of(a, "failed", f"{type(exc).__name__}: {exc}")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Busy(
+            f"another run of the agent is going on ({state_dir / 'lock'}): this one did nothing"
+        ) from None
+    return fd
+
+
+def record(a: argparse.Namespace, creds: Credentials | None, rollout: Path, outcome: dict[str, Any]) -> None:
+    """Writes the outcome to the rollout file, sends it to the reports, prints it."""
     secrets = creds.secrets if creds else ()
-    outcome = json.loads(redact(json.dumps(outcome), secrets))
+    outcome = redacted_outcome(outcome, secrets)
     recorded = {k: v for k, v in outcome.items() if k != "output"}
     try:
         write_json(rollout, recorded)
@@ -673,6 +886,38 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             outcome["report_error"] = redact(str(exc), secrets)
     print(json.dumps(outcome))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    rollout = Path(a.rollout_file)
+    creds: Credentials | None = None
+    try:
+        checked_args(a)
+        take_lock(Path(a.state_dir))
+        creds = load_credentials(Path(a.credentials))
+        outcome = run(a, creds, rollout)
+    except Busy as exc:
+        # The run that holds the lock owns the rollout file (it may say "applying"): this one only
+        # prints why it stopped (journalctl -u hailo-pull).
+        print(json.dumps(outcome_of(a, "busy", str(exc))))
+        return 0
+    except ConfigError as exc:
+        outcome = outcome_of(a, "failed", str(exc))
+    except Refused as exc:
+        outcome = outcome_of(a, "refused", str(exc))
+    except Exception as exc:
+        outcome = outcome_of(a, "failed", f"{type(exc).__name__}: {exc}")
+    try:
+        record(a, creds, rollout, outcome)
+    except Exception as exc:  # the last resort: whatever failed, an outcome in the rollout file
+        fallback = outcome_of(a, "failed", f"recording the outcome failed ({type(exc).__name__}: {exc})")
+        fallback = redacted_outcome(fallback, creds.secrets if creds else ())
+        try:
+            write_json(rollout, fallback)
+        except OSError as err:
+            fallback["rollout_error"] = str(err)
+        print(json.dumps(fallback))
     return 0
 
 

@@ -16,7 +16,8 @@
      be absent: releases made before it travelled; model.hef.sha256 may stay when it says what
      the manifest says);
   4. with --serving (the host's release.json): a release older than the one the host serves (same
-     model, lower version) is refused, unless --allow-older (the operator's rollback, for one run).
+     model, lower version; versions are dotted numbers, and one of another shape, which has no
+     order, counts as older) is refused, unless --allow-older (the operator's rollback, for one run).
 Prints what it checked; exits 1 with one line naming the problem. Reads only.
 
   verify-release.py --in-place FOLDER NAMESPACE REQUIRE_SIGNATURE [--serving ... [--allow-older]]
@@ -47,6 +48,8 @@ from typing import Any
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+# The versions that have an order: one to four numbers without leading zeros (hef_compile's inputs).
+VERSION = re.compile(r"(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8})){0,3}")
 MANIFEST_MAX = 1 << 20
 
 
@@ -248,9 +251,14 @@ def check_files(m: dict[str, Any], files_dir: Path) -> list[str]:
         os.close(dirfd)
 
 
-def version_key(version: str) -> list[tuple[int, int | str]]:
-    """1.10.0 after 1.9.0: numbers compared as numbers, other parts as text."""
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"[0-9]+|[A-Za-z]+", version)]
+def version_key(version: str) -> tuple[int, ...] | None:
+    """1.10.0 after 1.9.0: one to four dotted numbers (hef_compile's versions, as the pull agent's
+    tags), padded to four; None for any other shape, which has no order (is 1.2.0-rc1 before
+    1.2.0, or after it as text sorts it?)."""
+    if not VERSION.fullmatch(version):
+        return None
+    parts = [int(p) for p in version.split(".")]
+    return tuple(parts + [0] * (4 - len(parts)))
 
 
 def check_not_older(m: dict[str, Any], serving: Path, allow_older: bool) -> str | None:
@@ -264,8 +272,20 @@ def check_not_older(m: dict[str, Any], serving: Path, allow_older: bool) -> str 
     name, version = current.get("name"), current.get("version")
     if name != m["model"] or not isinstance(version, str):
         return None
-    if version_key(m["version"]) >= version_key(version):
+    new, served = version_key(m["version"]), version_key(version)
+    if new is not None and served is not None and new >= served:
         return None
+    if new is None or served is None:
+        if allow_older:
+            return (
+                f"unordered: {m['model']} {m['version']} replaces {version} (sidecar_stack_allow_downgrade)"
+            )
+        raise Refused(
+            f"{m['model']} {m['version']} cannot be ordered against {version}, which this host serves: "
+            "versions are compared as dotted numbers (1.4.0), and a release candidate or any other shape "
+            "could be an older release. To replace it on purpose, run once with "
+            "-e sidecar_stack_allow_downgrade=true"
+        )
     if allow_older:
         return f"older: {m['model']} {m['version']} replaces {version} (sidecar_stack_allow_downgrade)"
     raise Refused(

@@ -183,3 +183,17 @@ def test_a_compromised_compiler_output_is_refused(gpusrv: dict[str, Path], case:
     assert leaked(gpusrv) == [], "the key reached the folder that is signed and fetched"
     after = {p: p.read_bytes() for p in gpusrv["dest"].rglob("*") if p.is_file()}
     assert after == before, "the collected release changed"
+
+
+def test_a_refused_first_release_leaves_nothing_behind(gpusrv: dict[str, Path]) -> None:
+    """A compiler output refused before any release of its model was collected: no file, and no
+    empty model folder either (the next run, or a person, would take it for a collected model).
+    A version of another shape than dotted numbers is not collected (the Pis could not order it)."""
+    (gpusrv["release"] / "model.hef").unlink()
+    (gpusrv["release"] / "model.hef").symlink_to(gpusrv["key"])
+    run = collect(gpusrv)
+    assert run.returncode == 1 and "Nothing was signed or fetched" in run.stderr, run.stderr
+    assert not (gpusrv["dest"] / "imu-encoder").exists() and leaked(gpusrv) == []
+    argv = [sys.executable, str(SCRIPT), str(gpusrv["out"]), "imu-encoder", "1.0.0-rc1", str(gpusrv["dest"])]
+    run = subprocess.run(argv, capture_output=True, text=True)
+    assert run.returncode == 1 and "a version of dotted numbers" in run.stderr, run.stderr

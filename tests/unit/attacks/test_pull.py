@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,8 +261,10 @@ def test_freeze_bad_reports_do_not_crash_a_later_wave(fleet: Fleet, reports: str
         ("reports_url", "ftp://gpusrv/reports", "reports_url must be a URL: http://, https://"),
         ("repo_url", "file:///nonexistent/fleet.git", "does not appear to be a git repository"),
         ("reports_url", "http://127.0.0.1:1:2/reports", "reports_url must be a URL"),
+        ("repo_url", "ssh://fleet:pw-of-the-fleet@gpusrv/fleet.git", "an ssh:// URL takes no password"),
+        ("reports_url", "http://127.0.0.1:9/reports?token=t0ken", "must have no query or fragment"),
     ],
-    ids=["non-ASCII URL", "not http", "no repository", "bad port"],
+    ids=["non-ASCII URL", "not http", "no repository", "bad port", "ssh password", "token in a query"],
 )
 def test_freeze_bad_settings_end_with_an_outcome(
     fleet: Fleet, reports: str, setting: str, value: str, reason: str
@@ -289,6 +292,114 @@ def test_a_credentials_file_others_can_read_is_not_used(fleet: Fleet, reports: s
     creds.chmod(0o644)
     result = agent(fleet, reports, creds=creds)
     assert result["result"] == "failed" and "readable by others (mode 644)" in result["reason"]
+
+
+# -- floods and clocks ---------------------------------------------------------------------------
+def forge_tags(fleet: Fleet, count: int, first: int = 100) -> None:
+    """COUNT tag objects named fleet-N (N from FIRST), each carrying the SSH signature of the real
+    fleet-1.0.0 (copied: no key needed) and dated now, after it, pushed: each passes every check
+    but the signature's, so each costs the agent an ssh-keygen check."""
+    src = fleet["src"]
+    raw = sh("git", "cat-file", "tag", "fleet-1.0.0", cwd=src)
+    sig = raw[raw.index("-----BEGIN SSH SIGNATURE-----") :]
+    head = sh("git", "rev-parse", "HEAD", cwd=src).strip()
+    updates = []
+    for i in range(count):
+        name = f"fleet-{first + i}"
+        tagger = f"manager <m@example> {int(time.time())} +0000"
+        text = f"object {head}\ntype commit\ntag {name}\ntagger {tagger}\n\nx\n{sig}"
+        oid = subprocess.run(["git", "hash-object", "-t", "tag", "-w", "--stdin"], cwd=src, input=text,
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        updates.append(f"create refs/tags/{name} {oid}\n")
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=src, input="".join(updates), text=True, check=True)
+    sh("git", "push", "-q", "origin", "--tags", cwd=src)
+
+
+def counting_ssh_keygen(fleet: Fleet) -> tuple[dict[str, str], Path]:
+    """ssh-keygen first on PATH, logging each call, then running the real one."""
+    bin_dir = fleet["tmp"] / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = fleet["tmp"] / "ssh-keygen.calls"
+    (bin_dir / "ssh-keygen").write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\nexec {shutil.which("ssh-keygen")} "$@"\n'
+    )
+    (bin_dir / "ssh-keygen").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
+
+
+def signatures_checked(log: Path) -> int:
+    return log.read_text().count("find-principals") if log.exists() else 0
+
+
+def test_a_flood_of_pushed_tags_is_checked_once_not_every_run(fleet: Fleet, reports: str) -> None:
+    """Whoever can push a ref pushes tag objects by the hundred with a copied signature. Every run
+    used to check them all again (200: 30 s a run; ~24,000 outlast TimeoutStartSec=3600, systemd
+    kills the run and no outcome is written): an object is checked once while the keys stay."""
+    deploy(fleet, reports, "fleet-1.0.0")
+    forge_tags(fleet, 25)
+    env, log = counting_ssh_keygen(fleet)
+    refused(fleet, agent(fleet, reports, env=env), "the signature does not verify", "fleet-1.0.0")
+    assert signatures_checked(log) == 25
+    log.unlink()
+    again = agent(fleet, reports, env=env)
+    refused(fleet, again, "refused before", "fleet-1.0.0")
+    assert not log.exists(), f"a run with 25 already refused tags ran ssh-keygen: {log.read_text()[:300]}"
+    assert len(again["refused_tags"]) + again["refused_more"] == 25
+
+
+def test_a_flood_of_pushed_tags_delays_a_release_by_runs_not_for_ever(fleet: Fleet, reports: str) -> None:
+    """More forged tags above a signed release than a run checks (--max-checks: 100 by default, 3
+    here): each run checks that many, newest first, and says how many are left; the release
+    applies once they are checked, each object checked once."""
+    deploy(fleet, reports, "fleet-1.0.0")
+    tag(fleet, "fleet-1.1.0")
+    forge_tags(fleet, 7)
+    env, log = counting_ssh_keygen(fleet)
+    results = [agent(fleet, reports, env=env, extra=("--max-checks", "3")) for _ in range(3)]
+    assert [r["result"] for r in results] == ["refused", "refused", "deployed"], results
+    assert [r.get("unchecked_tags") for r in results] == [5, 2, None]
+    assert "5 older tags are left for the next runs" in results[0]["reason"]
+    assert signatures_checked(log) == 8 and applied(fleet) == "fleet-1.1.0"
+
+
+def test_a_clock_behind_does_not_make_a_retired_key_valid_again(fleet: Fleet, reports: str) -> None:
+    """A Pi without its RTC battery or network time runs 10 days behind (here the world's dates
+    are 10 days ahead of this machine's clock). The manager's key was retired a day ago (its
+    allowed_signers line ends) and its successor signed fleet-1.1.0 today; the retired key (a
+    laptop not wiped) signs fleet-1.2.0 dated 11 days ago, where the Pi's clock still finds it
+    valid. The signed fleet-1.1.0 shows the clock wrong: nothing is applied, and the alert fires."""
+    day, ahead = 86400, 10 * 86400
+    today = int(time.time()) + ahead
+    newkey = keygen(fleet["tmp"] / "newkey")
+    fleet["newkey"] = newkey
+    retired = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(today - day))
+    fleet["allowed"].write_text(
+        f'manager namespaces="git",valid-before="{retired}" {(fleet["tmp"] / "manager.pub").read_text()}'
+        f'newkey namespaces="git" {newkey.with_suffix(".pub").read_text().strip()}\n'
+    )
+    tag(fleet, "fleet-1.0.0", key="newkey", date=f"@{today - 20 * day} +0000")
+    assert agent(fleet, reports)["result"] == "deployed"
+    tag(fleet, "fleet-1.1.0", key="newkey", date=f"@{today} +0000")
+    tag(fleet, "fleet-1.2.0", key="manager", date=f"@{today - 11 * day} +0000")
+    result = agent(fleet, reports)
+    refused(fleet, result, "fleet-1.1.0 was signed at", "fleet-1.0.0")
+    assert "the clock is behind" in result["reason"] and runs(fleet) == 1
+
+
+def test_a_clock_set_back_since_the_last_apply_checks_nothing(fleet: Fleet, reports: str) -> None:
+    """The Pi's clock went back two days since it applied fleet-1.0.0 (its state says when): no
+    key is judged at that clock, and a signed fleet-1.1.0 waits until the clock is right."""
+    deploy(fleet, reports, "fleet-1.0.0")
+    tag(fleet, "fleet-1.1.0")
+    state = fleet["tmp"] / "state-pi-1" / "state.json"
+    later = time.time() + 2 * 86400
+    os.utime(state, (later, later))
+    env, log = counting_ssh_keygen(fleet)
+    result = agent(fleet, reports, env=env)
+    refused(fleet, result, "the clock is behind", "fleet-1.0.0")
+    assert "state.json was written at" in result["reason"] and signatures_checked(log) == 0
+    os.utime(state, None)
+    assert agent(fleet, reports)["result"] == "deployed"
 
 
 # -- forged reports -------------------------------------------------------------------------------

@@ -61,6 +61,23 @@ def test_an_older_release_signed_with_a_valid_key(rel: Rel) -> None:
     assert verify(rel, options=serving(rel, "1.1.9")).returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("old", "served"),
+    [("1.2.0-rc1", "1.2.0"), ("1.2.0rc1", "1.2.0"), ("1.2.0-beta", "1.2.0"), ("v1", "2")],
+    ids=["pre-release -rc1", "pre-release rc1", "pre-release -beta", "letters sort above numbers"],
+)
+def test_an_older_pre_release_is_not_taken_for_a_newer_one(rel: Rel, old: str, served: str) -> None:
+    """A validly signed 1.2.0-rc1 (the release candidate, older than 1.2.0) replayed to a host that
+    serves 1.2.0: compared as text, letters sorted after numbers and it passed the rule against
+    older releases. A version that is not dotted numbers has no order: refused, naming the
+    variable for a deliberate replacement (hef_compile makes only dotted numbers)."""
+    edit(rel, version=old)
+    refused(verify(rel, options=serving(rel, served)), f"{old} cannot be ordered against {served}")
+    assert "sidecar_stack_allow_downgrade=true" in verify(rel, options=serving(rel, served)).stderr
+    run = verify(rel, options=(*serving(rel, served), "--allow-older"))
+    assert run.returncode == 0 and "(sidecar_stack_allow_downgrade)" in run.stdout, run.stderr
+
+
 def signed_manifest(p: Rel, text: str) -> None:
     (p["release"] / "manifest.json").write_text(text)
     sign(p["key"], p["release"] / "manifest.json")
