@@ -444,6 +444,7 @@ def test_a_device_failure_in_a_candidates_golden_check_on_a_reopened_device_give
     assert health["status"] == "ok" and health["release"]["folder"] == a["folder"]
     assert client.post("/infer", json=window).json() == before
     assert standin.held_vdevices() == 1 and standin.configured_core_ops() == 1
+    assert standin.released_under_models() == []  # the models closed before their VDevices
     assert "hailo_sidecar_device_reopens_total 1.0" in client.get("/metrics").text
 
 
