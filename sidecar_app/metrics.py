@@ -19,7 +19,7 @@ ERROR_KINDS = (
     "device_unavailable", "driver_error", "driver_mismatch", "driver_missing", "firmware_mismatch",
     "golden", "hailort", "hailort_missing", "hef_arch", "hef_corrupted", "hef_invalid",
     "hef_not_supported", "manifest", "model_invalid", "model_missing", "permission_denied",
-    "pipeline_aborted", "pointer", "queue_full", "timeout",
+    "pipeline_aborted", "pointer", "queue_full", "timeout", "unexpected",
 )  # fmt: skip
 INFER_ANSWERS = (("/infer", "200"), ("/infer", "500"), ("/infer", "503"),
                  ("/infer/batch", "200"), ("/infer/batch", "500"), ("/infer/batch", "503"))  # fmt: skip

@@ -16,11 +16,12 @@ them), new requests get the new one. A candidate that fails a check is closed an
 
 A VDevice never lets go of a model it configured (HailoRT's vdevice.cpp) and takes 32 at most
 (vdma_device.cpp), so in hailo mode the swap that would configure a 33rd reopens the device
-instead: on the backend thread, after the requests already queued there, the old model and its
-VDevice are released, a fresh VDevice configures the candidate and checks it, and when the
-candidate fails, the old release is configured again. Requests that arrive meanwhile wait (at most
-REOPEN_WAIT_S, then 503 with Retry-After) and are served by whatever serves afterwards; the device
-holds no model and runs nothing during the reopen.
+instead: its files are checked first (a release refused by them costs no outage), then on the
+backend thread, after the requests already queued there, the old model and its VDevice are
+released, a fresh VDevice configures the candidate and checks it, and when the candidate fails (a
+device failure during its golden windows included), the old release is configured again. Requests
+that arrive meanwhile wait (at most REOPEN_WAIT_S, then 503 with Retry-After) and are served by
+whatever serves afterwards; the device holds no model and runs nothing during the reopen.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -150,15 +151,7 @@ class ModelService:
         release: Release | None = None,
         share: Backend | None = None,
     ) -> Loaded:
-        manifest = None
-        if release is not None:
-            if release.file != _FILE_OF_MODE[mode]:
-                raise ModelLoadError(
-                    "pointer",
-                    f"release {release.folder} serves {release.file}, but this sidecar runs {mode} mode "
-                    f"({_FILE_OF_MODE[mode] or 'no model file'})",
-                )
-            manifest = check_files(release)
+        manifest = None if release is None else self._check_release_files(mode, release)
         backend = self._factory(mode, self.settings, release, share)
         info = backend.load()
         if expected_sha and info.sha256 != expected_sha.lower():
@@ -174,9 +167,44 @@ class ModelService:
             except ModelLoadError:
                 backend.close()
                 raise
+            except DeviceError as exc:
+                # The device failed while the golden windows ran: the candidate is refused (and
+                # closed) as for any other failed check; what serves is the caller's to keep.
+                backend.close()
+                raise ModelLoadError(exc.kind, f"while checking the golden windows: {exc.message}") from None
+            except Exception:
+                backend.close()
+                raise
             if figures:
                 log(20, "golden windows reproduced", release=release.folder, **figures)
         return Loaded(backend, info, release)
+
+    @staticmethod
+    def _check_release_files(mode: Mode, release: Release) -> dict[str, Any] | None:
+        """The checks of a release that need no device: the file this mode serves, and the files
+        against the pointer and the signed manifest (check_files). Returns the manifest."""
+        if release.file != _FILE_OF_MODE[mode]:
+            raise ModelLoadError(
+                "pointer",
+                f"release {release.folder} serves {release.file}, but this sidecar runs {mode} mode "
+                f"({_FILE_OF_MODE[mode] or 'no model file'})",
+            )
+        return check_files(release)
+
+    @staticmethod
+    def _unexpected(exc: Exception) -> ModelLoadError:
+        """A failure no check names (a bug, or a library raising what it should not): the
+        candidate is refused with it rather than left half loaded."""
+        return ModelLoadError("unexpected", f"loading the release failed: {type(exc).__name__}: {exc}")
+
+    def _serving_again(self) -> Loaded | None:
+        """The primary serves (again): the error a failed request or load left is cleared, and a
+        fallback loaded meanwhile is taken out of service. Returns it for the caller to close on the
+        backend thread."""
+        self.reason = self.error_kind = None
+        self._retry_delay, self._next_retry = 1.0, 0.0
+        fallback, self._fallback = self._fallback, None
+        return fallback
 
     def _fail(self, kind: str, message: str) -> None:
         self.error_kind, self.reason = kind, message
@@ -212,11 +240,9 @@ class ModelService:
             if self.settings.fallback_mode != "none" and exc.kind not in _PERMANENT:
                 self._ensure_fallback()
         else:
-            self.reason = self.error_kind = None
-            self._retry_delay = 1.0
-            if self._fallback:
-                self._fallback.backend.close()
-                self._fallback = None
+            fallback = self._serving_again()
+            if fallback is not None:
+                fallback.backend.close()
             info = self._primary.info
             rel = self._primary.release
             log(20, "model loaded", mode=mode, sha256=info.sha256, path=info.model_path,
@@ -225,7 +251,9 @@ class ModelService:
         self._publish()
 
     def _ensure_fallback(self) -> None:
-        if self._fallback:
+        # The primary may serve again by the time this runs (a reopen that completed after a
+        # request failed on the old model): then no fallback.
+        if self._fallback or self._primary:
             return
         mode: Mode = self.settings.fallback_mode  # type: ignore[assignment]
         try:
@@ -339,16 +367,22 @@ class ModelService:
         except ModelLoadError as exc:
             self._refuse(release, exc)
             return
+        except Exception as exc:
+            self._refuse(release, self._unexpected(exc))
+            return
         # The switch: one step on the event loop. Calls already queued on the backend thread run
         # on the old model; the close below is queued after them.
         hand_over = getattr(new.backend, "take_device_from", None)
         if hand_over is not None:
             hand_over(old.backend)
-        self._activate(new, release, old, t0)
+        await self._activate(new, release, old, t0)
         await self._run(old.backend.close, blocking=True)
 
-    def _activate(self, new: Loaded, release: Release, old: Loaded, t0: float, **extra: object) -> None:
+    async def _activate(self, new: Loaded, release: Release, old: Loaded, t0: float, **extra: object) -> None:
+        """The switch (no await before the state is consistent): NEW serves, and what a request
+        that failed on the old model meanwhile left behind (its error, a fallback) is cleared."""
         self._primary = new
+        fallback = self._serving_again()
         self.activated_at = self.last_swap_at = time.time()
         self.candidate = {"release": release.public(), "state": "active", "at": self.last_swap_at,
                           "load_s": round(time.perf_counter() - t0, 3), **extra}  # fmt: skip
@@ -357,6 +391,8 @@ class ModelService:
         log(20, "release active", release=release.folder, sha256=new.info.sha256,
             config_version=release.config_version, previous=old.release.folder if old.release else None,
             load_s=self.candidate["load_s"], **extra)  # fmt: skip
+        if fallback is not None:
+            await self._run(fallback.backend.close, blocking=True)
 
     async def _reopen_swap(self, old: Loaded, release: Release) -> None:
         """The swap on a VDevice that has no room for another model: the device is reopened on the
@@ -364,6 +400,13 @@ class ModelService:
         log(20, "reopening the device for a release: its VDevice holds the most models it can",
             release=release.folder, current=old.release.folder if old.release else None,
             core_ops=getattr(old.backend, "core_ops", None))  # fmt: skip
+        # What needs no device first (off the backend thread: requests keep being served): a
+        # release refused by its files costs no outage.
+        try:
+            await asyncio.to_thread(self._check_release_files, self.settings.mode, release)
+        except ModelLoadError as exc:
+            self._refuse(release, exc)
+            return
         gate = self._reopening = asyncio.Event()
         t0 = time.perf_counter()
         try:
@@ -373,12 +416,17 @@ class ModelService:
             )
             self.metrics.device_reopens.inc()
             if refused is None:  # then the candidate serves
-                self._activate(cast(Loaded, new), release, old, t0, device="reopened")
+                await self._activate(cast(Loaded, new), release, old, t0, device="reopened")
                 return
             # The old release serves again on the fresh VDevice, or (lost) nothing does: the
             # backoff then retries what the pointer names, as after a restart.
             self._primary = new
-            if lost is not None:
+            if new is not None:
+                fallback = self._serving_again()
+                if fallback is not None:
+                    await self._run(fallback.backend.close, blocking=True)
+            else:
+                lost = cast(ModelLoadError, lost)
                 self._fail(lost.kind, lost.message)
                 log(40, "the old release did not load again on the reopened device", kind=lost.kind,
                     reason=lost.message)  # fmt: skip
@@ -397,14 +445,20 @@ class ModelService:
         holds the device), then a fresh one takes the candidate, or the old release again."""
         mode = self.settings.mode
         old.backend.close()
+        # Whatever the candidate raises, the old release is configured again (_load closes what it
+        # opened when a check fails, a device failure during the golden windows included).
         try:
             return self._load(mode, None, release), None, None
         except ModelLoadError as exc:
             refused = exc
+        except Exception as exc:
+            refused = self._unexpected(exc)
         try:
             return self._load(mode, None, old.release), refused, None
         except ModelLoadError as exc:
             return None, refused, exc
+        except Exception as exc:
+            return None, refused, self._unexpected(exc)
 
     # -- the device, watched off the request path --------------------------------------------
     def read_device(self) -> None:
@@ -466,10 +520,12 @@ class ModelService:
             await self._run(loaded.backend.close, blocking=True)
             if self.settings.fallback_mode != "none":
                 await self._run(self._ensure_fallback, blocking=True)
-        else:
+        elif loaded is self._fallback:
             self._fallback = None
             self.metrics.backend_errors.labels(f"fallback_{exc.kind}").inc()
             await self._run(loaded.backend.close, blocking=True)
+        # else: a model no longer in service (swapped out, or closed by a reopen) failed a request
+        # it had taken before: whoever retired it closes it; nothing that serves changes.
         self._publish()
 
     async def close(self) -> None:

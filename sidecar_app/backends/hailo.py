@@ -254,6 +254,16 @@ def classify(
     return "hailort", f"HailoRT error{suffix}: {text}"
 
 
+def root_cause(errors: list[BaseException], device: Path) -> tuple[str, str]:
+    """(kind, message) of the failure an inference reports among the ERRORS it saw (callbacks'
+    first, then what was raised). HailoRT's AsyncPipeline::shutdown stores the latest status, and
+    the abort after a failed push stores HAILO_STREAM_ABORT (63) (async_infer_runner.cpp): a job
+    completed or a push made after it reports 63, whatever failed first. So 63 is reported only
+    when no other status is known."""
+    cause = next((e for e in errors if hailort_status(e) != 63), errors[0])
+    return classify(cause, device, opening=False)
+
+
 def _is_hailort_error(exc: BaseException) -> bool:
     return any(cls.__name__ in ("HailoRTException", "HailoRTStatusException") for cls in type(exc).__mro__)
 
@@ -513,11 +523,9 @@ class HailoBackend:
         except Exception as exc:
             if not _is_hailort_error(exc):
                 raise
-            kind, message = classify(exc, self._device, opening=False)
-            raise DeviceError(kind, message) from None
+            raise DeviceError(*root_cause([*failures, exc], self._device)) from None
         if failures:
-            kind, message = classify(failures[0], self._device, opening=False)
-            raise DeviceError(kind, message)
+            raise DeviceError(*root_cause(failures, self._device))
         return latent, motifs
 
     def close(self) -> None:

@@ -434,3 +434,72 @@ def test_a_missing_driver_reaches_health_with_the_dkms_fix(make_client, hef, sys
     health = client.get("/healthz").json()
     assert health["status"] == "unavailable" and "dkms autoinstall" in health["reason"]
     assert 'hailo_sidecar_backend_errors_total{kind="driver_missing"} 1.0' in client.get("/metrics").text
+
+
+# --- after a failure: the pipeline status HailoRT keeps (async_infer_runner.cpp) ----------------
+
+
+def test_after_a_failed_push_the_pipeline_reports_the_aborts_63_and_waits_only_for_space(hef):
+    """A frame fails on the device (87): the pipeline's status is 87, wait_for_async_ready still
+    waits only for the pools' space (edge_elements.cpp can_push_buffer_upstream), the next push
+    raises 87 and aborts the pipeline; AsyncPipeline::shutdown stores the abort's 63 over the 87,
+    so every later push raises 63 and a job completed from then on reports 63 to its callback."""
+    import hailo_platform as hp
+
+    vdevice, model = configured(hp, hef)
+    model.input().set_format_type(hp.FormatType.FLOAT32)
+    for name in model.output_names:
+        model.output(name).set_format_type(hp.FormatType.FLOAT32)
+    standin.CONTROL.update({"fail_frames": 1, "fail_status": 87})
+    delivered: list[int | None] = []
+
+    def bindings(cim):
+        b = cim.create_bindings(output_buffers={n: np.empty(model.output(n).shape, np.float32)
+                                                for n in model.output_names})  # fmt: skip
+        b.input().set_buffer(np.zeros(model.input().shape, np.float32))
+        return b
+
+    def statuses(completion_info):
+        exc = completion_info.exception
+        delivered.append(hailo.hailort_status(exc) if exc is not None else None)
+
+    with model.configure() as cim:
+        cim.run_async([bindings(cim)], statuses).wait(2000)
+        cim.wait_for_async_ready(1000, frames_count=2 * cim.get_async_queue_size())
+        statuses_raised = []
+        for _ in range(2):
+            with pytest.raises(hp.HailoRTException) as err:
+                cim.run_async([bindings(cim)], statuses)
+            statuses_raised.append(hailo.hailort_status(err.value))
+    vdevice.release()
+    assert delivered == [87]
+    assert statuses_raised == [87, 63]
+
+
+def test_a_stream_abort_never_hides_the_status_that_failed_first(tmp_path):
+    """What an inference saw, in any order: 63 (HAILO_STREAM_ABORT, the abort's status stored over
+    the first one) is reported only when nothing else is known; else the status that failed."""
+    delivered_87 = ExceptionWrapper.create_exception_from_status(87)  # a callback's: no __cause__
+    delivered_63 = ExceptionWrapper.create_exception_from_status(63)
+    seen = ([delivered_87, raised(63)], [delivered_63, raised(87)], [delivered_63, delivered_87, raised(63)])
+    for errors in seen:
+        assert hailo.root_cause(errors, tmp_path)[0] == "driver_timeout", errors
+    assert hailo.root_cause([delivered_63, raised(63)], tmp_path)[0] == "pipeline_aborted"
+
+
+def test_a_vdevice_released_under_a_configured_model_is_recorded_and_the_backend_never_does_it(hef):
+    """Releasing a VDevice while a model configured on it is alive is a use-after-free in HailoRT;
+    the stand-in records it. The backend's close drops its model before its VDevice."""
+    import hailo_platform as hp
+
+    vdevice, model = configured(hp, hef)
+    cim = model.configure().__enter__()
+    vdevice.release()
+    assert standin.released_under_models() == [1]
+    cim.__exit__(None, None, None)
+    standin.reset()
+    backend = HailoBackend(hef, 12)
+    backend.load()
+    backend.infer(sample_windows(2))
+    backend.close()
+    assert standin.released_under_models() == [] and standin.held_vdevices() == 0

@@ -398,3 +398,112 @@ def test_a_request_waits_for_a_reopen_at_most_the_bound_then_gets_503(
     health = wait_for(lambda: client.get("/healthz").json(), lambda h: h["release"]["folder"] == b["folder"])
     assert health["candidate"]["device"] == "reopened"
     assert client.post("/infer", json={"x": [[0.1] * 9] * 100}).status_code == 200
+
+
+def settled(health: dict[str, Any]) -> bool:
+    """The candidate's check has ended (refused or active)."""
+    return (health["candidate"] or {}).get("state") in ("refused", "active")
+
+
+def test_a_device_failure_in_a_candidates_golden_check_refuses_it_and_the_old_model_serves(
+    make_client: ClientFactory, root: Path, compiled: Path
+) -> None:
+    """The on-call side: the device fails (87, delivered through the callback) while the candidate's
+    golden windows run beside the serving model. The candidate is refused with the device's kind
+    and closed; the old model keeps serving (not 'checking' for ever with a model left open)."""
+    a = copied(root, compiled)
+    (b,) = recompiled(root, a, 1)
+    point(root, a)
+    client = make_client(INFER_MODE="hailo", RELEASE_POINTER=str(root / "current.json"), RELEASE_POLL_S=POLL)
+    standin.CONTROL.update(fail_frames=1, fail_status=87)
+    point(root, b)
+    health = wait_for(lambda: client.get("/healthz").json(), settled, timeout=3)
+    assert (health["candidate"]["state"], health["candidate"]["kind"]) == ("refused", "driver_timeout")
+    assert health["release"]["folder"] == a["folder"]
+    assert client.post("/infer", json={"x": [[0.1] * 9] * 100}).status_code == 200
+    assert 'hailo_sidecar_release_swaps_total{result="refused"} 1.0' in client.get("/metrics").text
+
+
+def test_a_device_failure_in_a_candidates_golden_check_on_a_reopened_device_gives_the_old_release_back(
+    make_client: ClientFactory, root: Path, compiled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every swap reopens (one model fills the VDevice): the device fails while the candidate's
+    golden windows run on the fresh VDevice. The candidate is refused and its VDevice released,
+    the old release is configured again and serves; the reopen is counted."""
+    monkeypatch.setattr(hailo, "MAX_CORE_OPS", 1)
+    a = copied(root, compiled)
+    (b,) = recompiled(root, a, 1)
+    point(root, a)
+    client = make_client(INFER_MODE="hailo", RELEASE_POINTER=str(root / "current.json"), RELEASE_POLL_S=POLL)
+    window = {"x": [[0.1] * 9] * 100}
+    before = client.post("/infer", json=window).json()
+    standin.CONTROL.update(fail_frames=1, fail_status=87)
+    point(root, b)
+    health = wait_for(lambda: client.get("/healthz").json(), settled, timeout=3)
+    assert (health["candidate"]["state"], health["candidate"]["kind"]) == ("refused", "driver_timeout")
+    assert health["status"] == "ok" and health["release"]["folder"] == a["folder"]
+    assert client.post("/infer", json=window).json() == before
+    assert standin.held_vdevices() == 1 and standin.configured_core_ops() == 1
+    assert standin.released_under_models() == []  # the models closed before their VDevices
+    assert "hailo_sidecar_device_reopens_total 1.0" in client.get("/metrics").text
+
+
+def test_a_candidate_whose_files_do_not_match_its_manifest_is_refused_without_a_reopen(
+    make_client: ClientFactory, root: Path, compiled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attacker's (or a botched copy's) side: on a full VDevice, a release whose HEF does not
+    match its signed manifest is refused by the file check before the device is touched: no
+    reopen, the serving model and its VDevice stay as they were."""
+    monkeypatch.setattr(hailo, "MAX_CORE_OPS", 1)
+    a = copied(root, compiled)
+    (bad,) = recompiled(root, a, 1, tag="bad")
+    manifest = json.loads((root / bad["folder"] / "manifest.json").read_text())
+    manifest["hef_sha256"] = "0" * 64  # the HEF no longer matches the manifest
+    (root / bad["folder"] / "manifest.json").write_text(json.dumps(manifest))
+    point(root, a)
+    client = make_client(INFER_MODE="hailo", RELEASE_POINTER=str(root / "current.json"), RELEASE_POLL_S=POLL)
+    backend_before = client.app.state.service.active.backend
+    point(root, bad)
+    health = wait_for(lambda: client.get("/healthz").json(),
+                      lambda h: (h["candidate"] or {}).get("state") == "refused", timeout=5)  # fmt: skip
+    assert (health["candidate"]["state"], health["candidate"]["kind"]) == ("refused", "checksum_mismatch")
+    assert "hailo_sidecar_device_reopens_total 0.0" in client.get("/metrics").text
+    assert client.app.state.service.active.backend is backend_before
+    assert client.post("/infer", json={"x": [[0.1] * 9] * 100}).status_code == 200
+
+
+def test_a_request_failing_on_the_old_model_during_a_reopen_leaves_no_stale_error_nor_fallback(
+    make_client: ClientFactory, root: Path, compiled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The on-call side of a device error racing a reopen: a request took the old model before the
+    reopen and fails on the device (87) while the reopen waits behind it; the reopen then makes the
+    candidate serve. Health must not keep the old error (reason, kind, a retry pending) and no
+    fallback may be loaded beside the model that serves (FALLBACK_MODE=stub)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(hailo, "MAX_CORE_OPS", 1)
+    a = copied(root, compiled)
+    (b,) = recompiled(root, a, 1)
+    point(root, a)
+    client = make_client(INFER_MODE="hailo", FALLBACK_MODE="stub", RELEASE_POINTER=str(root / "current.json"),
+                         RELEASE_POLL_S=POLL)  # fmt: skip
+    window = {"x": [[0.1] * 9] * 100}
+    standin.CONTROL.update(fail_frames=1, fail_status=87, delay_s=0.5)
+    with ThreadPoolExecutor(1) as pool:
+        failing = pool.submit(client.post, "/infer", json=window)
+        time.sleep(0.1)  # the request sits in run_async on the backend thread for 0.5 s
+        point(root, b)  # the reopen is queued behind it
+        time.sleep(0.2)
+        standin.CONTROL["delay_s"] = 0
+        assert failing.result().status_code == 503
+    wait_for(lambda: client.get("/healthz").json(), settled)
+    time.sleep(0.3)  # what the failed request queued after the reopen (its close, a fallback) has run
+    health = client.get("/healthz").json()
+    assert (health["candidate"]["state"], health["candidate"]["device"]) == ("active", "reopened")
+    assert (health["status"], health["serving_mode"]) == ("ok", "hailo")
+    assert health["release"]["folder"] == b["folder"]
+    assert health["reason"] is None, health["reason"]
+    service = client.app.state.service
+    assert (service.error_kind, service._fallback) == (None, None)
+    assert 'hailo_sidecar_backend_errors_total{kind="driver_timeout"} 1.0' in client.get("/metrics").text
+    assert client.post("/infer", json=window).status_code == 200

@@ -71,12 +71,19 @@ def devices_opened() -> int:
     return len(_pyhailort.OPENED)
 
 
+def released_under_models() -> list[int]:
+    """VDevice releases that left configured models alive (a use-after-free in HailoRT), each with
+    how many."""
+    return list(_pyhailort.RELEASED_UNDER_MODELS)
+
+
 def reset() -> None:
+    for vdevice in list(_pyhailort._HELD):
+        vdevice.release()
     CONTROL.clear()
     _pyhailort.LOG.clear()
     _pyhailort.OPENED.clear()
-    for vdevice in list(_pyhailort._HELD):
-        vdevice.release()
+    _pyhailort.RELEASED_UNDER_MODELS.clear()
 
 
 def write_standin_hef(

@@ -34,13 +34,26 @@ hailo-ai/hailort, hailo8 branch, v4.23.0 era):
   the queue size (async_pipeline_builder.cpp, edge_elements.cpp LastAsyncElement,
   queue_elements.cpp is_entry), so 2 x get_async_queue_size() frames fit before a push fails.
   run_async pushes bindings one at a time; a push with no free slot fails with
-  HAILO_QUEUE_IS_FULL (82) and shuts the configured model down: every later push fails with
-  HAILO_STREAM_ABORT (63) (src/net_flow/pipeline/infer_model.cpp ConfiguredInferModel::run_async,
-  async_infer_runner.cpp AsyncInferRunnerImpl::run and AsyncPipeline::shutdown). A buffer of
-  the wrong size is HAILO_INVALID_OPERATION (6) and shuts it down too (validate_bindings).
+  HAILO_QUEUE_IS_FULL (82), a push into a pipeline that failed fails with its status, and either
+  shuts the configured model down: every later push fails with HAILO_STREAM_ABORT (63)
+  (src/net_flow/pipeline/infer_model.cpp ConfiguredInferModel::run_async, async_infer_runner.cpp
+  AsyncInferRunnerImpl::run and ::abort). AsyncPipeline::shutdown(error_status) stores the status
+  it is given every time, not only the first (async_infer_runner.cpp): after the abort the pipeline
+  status is 63, and a frame completed from then on reports 63 to its callback, whatever failed
+  first. A buffer of the wrong size is HAILO_INVALID_OPERATION (6) and shuts it down too
+  (validate_bindings).
 - wait_for_async_ready(timeout, frames_count) returns once frames_count slots of that bound are
   free (infer_model.cpp ConfiguredInferModelImpl::wait_for_async_ready, can_push_buffers), and
-  times out (HAILO_TIMEOUT, 4) when that never happens, e.g. frames_count above the bound.
+  times out (HAILO_TIMEOUT, 4) when that never happens, e.g. frames_count above the bound. It looks
+  at the pools' space only, never at the pipeline status (edge_elements.cpp LastAsyncElement::
+  can_push_buffer_upstream): after a failure it returns once the failed frames drained, and the
+  push that follows raises the status.
+- A configured model lives until its last reference goes (pyhailort.py's ConfiguredInferModel
+  __exit__ only drops the wrapper's reference; the C++ destructor shuts it down). A VDevice
+  released while a model configured on it is alive leaves that model on a freed device (a
+  use-after-free: the review of issue 25; the exact C++ path is not confirmed here). HailoRT
+  reports nothing, so the stand-in records it (standin.released_under_models) for a test to catch
+  a change of close order.
 - A frame that fails on the device does not fail job.wait(): the job's callback receives the
   pipeline's status once the pipeline failed, else the job's own (infer_model.cpp
   ConfiguredInferModelImpl::run_async, transfer_done), and the pipeline is shut down with it
@@ -158,6 +171,7 @@ _HELD: list[VDevice] = []  # VDevices of this process holding the device
 _LOCK = threading.Lock()
 LOG: list[str] = []  # what libhailort writes to hailort.log (the lines this stand-in produces)
 OPENED: list[str] = []  # every Device.create, by device id (tests count the handles opened)
+RELEASED_UNDER_MODELS: list[int] = []  # VDevice.release with configured models alive (how many)
 
 
 def _ctl() -> dict[str, Any]:
@@ -240,6 +254,7 @@ class VDevice:
         # and (hef hash, network group, batch size) of each (vdevice.cpp m_vdevice_core_ops).
         self.core_ops = 0
         self._configured: list[tuple[str, str, int]] = []
+        self.live: set[ConfiguredInferModel] = set()  # configured models not destroyed yet
 
     @staticmethod
     def create(params: VDeviceParams, device_ids: list[str]) -> VDevice:
@@ -286,6 +301,10 @@ class VDevice:
         with _LOCK:
             if self in _HELD:
                 _HELD.remove(self)
+            if self.live and not self.released:
+                # A use-after-free in HailoRT (see the module's docstring): recorded, not raised,
+                # as the real library reports nothing.
+                RELEASED_UNDER_MODELS.append(len(self.live))
         self.released = True
 
 
@@ -349,7 +368,9 @@ class InferModel:
         queue = int(_ctl().get("async_queue_size", 4))
         if self.batch_size > queue:
             raise fail(6)
-        return ConfiguredInferModel(self, queue)
+        configured = ConfiguredInferModel(self, queue)
+        self._vdevice.live.add(configured)
+        return configured
 
 
 class Bindings:
@@ -429,8 +450,10 @@ class ConfiguredInferModel:
             status = self.status or self._run_frame(bindings)
             with self._cv:
                 self._in_flight -= 1
-                if status and not self.status:
-                    self.status = status  # a failed frame shuts the pipeline down
+                if status:
+                    # A failed frame shuts the pipeline down with its status; shutdown stores the
+                    # latest status (async_infer_runner.cpp AsyncPipeline::shutdown).
+                    self.status = status
                 self._cv.notify_all()
                 pipeline_status = self.status
             job.frame_done(status, pipeline_status)
@@ -490,15 +513,15 @@ class ConfiguredInferModel:
         return 2 * self.queue_size
 
     def wait_for_async_ready(self, timeout_s: float, frames_count: int) -> None:
+        # The pools' space only, not the pipeline status (edge_elements.cpp
+        # LastAsyncElement::can_push_buffer_upstream): a failed pipeline drains, then the push fails.
         deadline = time.monotonic() + timeout_s
         with self._cv:
-            while self.status == 0 and self.bound - self._in_flight < frames_count:
+            while self.bound - self._in_flight < frames_count:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise fail(4)
                 self._cv.wait(left)
-            if self.status:
-                raise fail(self.status)
 
     def _validate(self, bindings: Bindings) -> int:
         for name in (*self.model.get_input_names(), *self.model.get_output_names()):
@@ -541,7 +564,14 @@ class ConfiguredInferModel:
         return job
 
     def shutdown(self) -> None:
+        # AsyncInferRunnerImpl::abort -> AsyncPipeline::shutdown(HAILO_STREAM_ABORT), which stores
+        # it over any earlier status (async_infer_runner.cpp): the pipeline is unusable from now on.
         with self._cv:
-            if not self.status:
-                self.status = 63  # HAILO_STREAM_ABORT: the pipeline is unusable from now on
+            self.status = 63
             self._cv.notify_all()
+
+    def destroy(self) -> None:
+        """The C++ destructor (the wrapper's last reference gone): shut down, no longer alive on
+        its VDevice."""
+        self.shutdown()
+        self.model._vdevice.live.discard(self)

@@ -313,9 +313,10 @@ class ConfiguredInferModel:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # The real wrapper drops its reference here; the C++ destructor then shuts the model down.
+        # The real wrapper drops its reference here; the C++ destructor then shuts the model down
+        # (the stand-in's destroy()).
         if self._configured_infer_model is not None:
-            self._configured_infer_model.shutdown()
+            self._configured_infer_model.destroy()
         self._configured_infer_model = None
 
     def _cim(self) -> _pyhailort.ConfiguredInferModel:
