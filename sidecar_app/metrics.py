@@ -10,17 +10,20 @@ LATENCY_BUCKETS = (
     0.025, 0.03, 0.035, 0.04, 0.045, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
-# Every kind of backend failure the sidecar counts (the backends' and the release checks'), and the
-# /infer answers the fleet's alerts count: exported at 0 from start-up, so the first one is an
-# increase Prometheus sees (a series born at its first count shows no increase). Kept in step with
-# the sources by tests/unit/test_monitoring.py.
+# Every kind of backend failure the sidecar counts (the backends' and the release checks'; a
+# failure of the fallback is FALLBACK_PREFIX + its kind), and the /infer answers the fleet's alerts
+# count: exported at 0 from start-up, so the first one is an increase Prometheus sees (a series born
+# at its first count shows no increase). Kept in step with the sources by
+# tests/unit/test_monitoring.py.
 ERROR_KINDS = (
-    "checksum_mismatch", "contract", "dependency", "device_closed", "device_in_use", "device_node_missing",
-    "device_unavailable", "driver_error", "driver_mismatch", "driver_missing", "firmware_mismatch",
-    "golden", "hailort", "hailort_missing", "hef_arch", "hef_corrupted", "hef_invalid",
-    "hef_not_supported", "manifest", "model_invalid", "model_missing", "permission_denied",
-    "pipeline_aborted", "pointer", "queue_full", "timeout", "unexpected",
+    "checksum_mismatch", "contract", "dependency", "device_closed", "device_in_use", "device_missing",
+    "device_node_missing", "device_unavailable", "driver_error", "driver_mismatch", "driver_missing",
+    "driver_timeout", "firmware_mismatch", "golden", "hailort", "hailort_missing", "hef_arch",
+    "hef_corrupted", "hef_invalid", "hef_not_supported", "internal_failure", "invalid_operation",
+    "manifest", "model_invalid", "model_missing", "permission_denied", "pipeline_aborted", "pointer",
+    "queue_full", "timeout", "unexpected",
 )  # fmt: skip
+FALLBACK_PREFIX = "fallback_"
 INFER_ANSWERS = (("/infer", "200"), ("/infer", "500"), ("/infer", "503"),
                  ("/infer/batch", "200"), ("/infer/batch", "500"), ("/infer/batch", "503"))  # fmt: skip
 
@@ -107,9 +110,14 @@ class Metrics:
 
         for kind in ERROR_KINDS:
             self.backend_errors.labels(kind)
+            self.backend_errors.labels(FALLBACK_PREFIX + kind)
         for endpoint, code in INFER_ANSWERS:
             self.requests.labels(endpoint, "POST", code)
         self.latency.labels("/infer")
+
+    def count_error(self, kind: str, *, fallback: bool = False) -> None:
+        """One backend failure of KIND, of the fallback's backend when FALLBACK."""
+        self.backend_errors.labels(FALLBACK_PREFIX + kind if fallback else kind).inc()
 
     def set_release(self, release: dict[str, object] | None, activated_at: float | None) -> None:
         self.release_info.clear()

@@ -208,7 +208,7 @@ class ModelService:
 
     def _fail(self, kind: str, message: str) -> None:
         self.error_kind, self.reason = kind, message
-        self.metrics.backend_errors.labels(kind).inc()
+        self.metrics.count_error(kind)
         if kind in _PERMANENT:
             self._next_retry = float("inf")
         else:
@@ -260,7 +260,7 @@ class ModelService:
             self._fallback = self._load(mode, None, self._fallback_release(mode))
             log(30, "serving the fallback (degraded)", fallback=mode, reason=self.reason)
         except ModelLoadError as exc:
-            self.metrics.backend_errors.labels(f"fallback_{exc.kind}").inc()
+            self.metrics.count_error(exc.kind, fallback=True)
             log(40, "fallback load failed", fallback=mode, reason=exc.message)
 
     def _fallback_release(self, mode: Mode) -> Release | None:
@@ -522,7 +522,7 @@ class ModelService:
                 await self._run(self._ensure_fallback, blocking=True)
         elif loaded is self._fallback:
             self._fallback = None
-            self.metrics.backend_errors.labels(f"fallback_{exc.kind}").inc()
+            self.metrics.count_error(exc.kind, fallback=True)
             await self._run(loaded.backend.close, blocking=True)
         # else: a model no longer in service (swapped out, or closed by a reopen) failed a request
         # it had taken before: whoever retired it closes it; nothing that serves changes.

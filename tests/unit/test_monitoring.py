@@ -71,7 +71,12 @@ def render(out: Path, **extra: Any) -> subprocess.CompletedProcess[str]:
     """tests/monitoring/render.yml: the role's files into OUT, with EXTRA over its defaults."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    extra = {"render_dir": str(out), "monitoring_rules_file": str(out / "rules.yml"), **extra}
+    extra = {
+        "render_dir": str(out),
+        "monitoring_rules_file": str(out / "rules.yml"),
+        "_monitoring_alert_secrets_dir": str(out),
+        **extra,
+    }
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
@@ -96,7 +101,8 @@ def free_port() -> int:
 # Receivers for the rendered Alertmanager: a webhook that records what reaches it.
 SINK_PORT = free_port()
 RECEIVERS = {
-    "monitoring_alert_page_webhook_url": f"http://127.0.0.1:{SINK_PORT}/page?token={TOKEN}",
+    "monitoring_alert_page_webhook_url": f"http://127.0.0.1:{SINK_PORT}/page",
+    "monitoring_alert_page_webhook_token": TOKEN,
     "monitoring_alert_ticket_webhook_url": f"http://127.0.0.1:{SINK_PORT}/ticket",
     "monitoring_alert_page_email": ["oncall@example.org"],
     "monitoring_alert_smtp_smarthost": "smtp.example.org:587",
@@ -116,6 +122,16 @@ BAD = {
     "webhook not http(s)": (
         {"monitoring_alert_page_webhook_url": f"ftp://hooks.example.org/{TOKEN}"},
         "monitoring_alert_page_webhook_url",
+    ),
+    # Alertmanager serves its configuration, URLs unmasked, at /api/v2/status and logs a failed
+    # notification's URL: a token belongs in monitoring_alert_page_webhook_token.
+    "token in the webhook's URL": (
+        {"monitoring_alert_page_webhook_url": f"https://hooks.example.org/page?token={TOKEN}"},
+        "monitoring_alert_page_webhook_token",
+    ),
+    "password in the webhook's URL": (
+        {"monitoring_alert_ticket_webhook_url": f"https://bot:{TOKEN}@hooks.example.org/ticket"},
+        "monitoring_alert_ticket_webhook_url",
     ),
     "email without a smarthost": (
         {"monitoring_alert_ticket_email": ["tickets@example.org"]},
@@ -217,9 +233,8 @@ def test_every_expression_used_twice_is_a_recording_rule(rendered: Path) -> None
 
 def test_a_broken_rule_fails_the_check(rendered: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
-    bad.write_text(
-        (rendered / "rules.yml").read_text().replace("hailo_sidecar_ready == 0", "hailo_sidecar_ready ==")
-    )
+    rules = (rendered / "rules.yml").read_text()
+    bad.write_text(rules.replace("hailo_sidecar_ready[2m]) == 0", "hailo_sidecar_ready[2m]) =="))
     assert tool(PROMTOOL, "check", "rules", str(bad)).returncode != 0
 
 
@@ -299,6 +314,8 @@ def test_alertmanager_yml_passes_amtool_and_routes_by_severity(
     assert receivers["page"]["email_configs"][0]["to"] == "oncall@example.org"
     assert am["global"]["smtp_auth_password"] == "smtp-" + TOKEN
     assert TOKEN not in runs["receivers"][1].stdout, "the render printed a secret"
+    text = (runs["receivers"][0] / "alertmanager.yml").read_text()
+    assert text.count(TOKEN) == text.count("smtp-" + TOKEN) == 1, "the webhook's token in alertmanager.yml"
 
 
 def test_the_secrets_file_is_not_world_readable_and_never_printed() -> None:
@@ -312,22 +329,34 @@ def test_the_secrets_file_is_not_world_readable_and_never_printed() -> None:
     assert write["no_log"] is True
     assert write["ansible.builtin.template"]["mode"] == "0640"
     assert write["ansible.builtin.template"]["group"] == "prometheus"
+    tokens = [t for t in flat if "block" not in t and "webhook_token" in json.dumps(t)]
+    assert [t["name"] for t in tokens] == [
+        "Write the webhooks' tokens (a receiver without one has no file)",
+        "Remove the token of a receiver that has none",
+    ]
+    assert all(t["no_log"] is True for t in tokens)
+    assert tokens[0]["ansible.builtin.copy"]["mode"] == "0640"
+    assert tokens[0]["ansible.builtin.copy"]["group"] == "prometheus"
     for path in (ROLE / "tasks").glob("*.yml"):
         for task in yaml.safe_load(path.read_text()) or []:
             for t in [task, *task.get("block", [])]:
-                if t is not write:
-                    shown = json.dumps(t)
-                    assert not re.search(r"\{\{[^}]*(webhook_url|smtp_password)[^}]*\}\}", shown), t["name"]
+                if t is not write and t not in tokens:
+                    shown = json.dumps({k: v for k, v in t.items() if k != "block"})
+                    assert not re.search(
+                        r"\{\{[^}]*(webhook_url|webhook_token|smtp_password)[^}]*\}\}", shown
+                    ), t["name"]
 
 
 class Sink(BaseHTTPRequestHandler):
     """The webhook receivers (a paging and a ticket service): records each notification."""
 
     received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    authorization: ClassVar[dict[str, set[str | None]]] = {}
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Sink.received.append((self.path, json.loads(body)))
+        Sink.authorization.setdefault(self.path, set()).add(self.headers.get("Authorization"))
         self.send_response(200)
         self.end_headers()
 
@@ -343,6 +372,7 @@ def alertmanager(
     out, run = runs["receivers"]
     assert run.returncode == 0, run.stdout[-3000:]
     Sink.received = []
+    Sink.authorization = {}
     sink = ThreadingHTTPServer(("127.0.0.1", SINK_PORT), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     port = free_port()
@@ -464,7 +494,8 @@ def test_a_down_pi_pages_once_and_its_dependants_are_silenced(alertmanager: str)
     time.sleep(5)
     assert sorted(notified()) == sorted(expected)
     assert all(len(body["alerts"]) == 1 for _, body in Sink.received), "one notification per host and alert"
-    assert all("token=" + TOKEN in path for path, _ in Sink.received if path.startswith("/page"))
+    # The page webhook's token as a header, from its file; the ticket webhook has none.
+    assert Sink.authorization == {"/page": {"Bearer " + TOKEN}, "/ticket": {None}}
     states = {
         (a["labels"]["alertname"], a["labels"]["host"]): a["status"]
         for a in get(f"{alertmanager}/api/v2/alerts")
@@ -482,11 +513,58 @@ def test_a_down_pi_pages_once_and_its_dependants_are_silenced(alertmanager: str)
     assert states[("HailoHostDown", "pi-1")]["state"] == "active"
 
 
+def start_alertmanager(config: Path, data: Path) -> tuple[subprocess.Popen[str], str, Path]:
+    port = free_port()
+    log = data / "alertmanager.log"
+    proc = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: get(f"{url}/-/ready") is not None, "Alertmanager ready", proc)
+    return proc, url, log
+
+
+def test_the_webhook_token_is_not_in_alertmanagers_api_or_log(
+    runs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]], tmp_path: Path
+) -> None:
+    """The page webhook's token is Alertmanager's (the receiver's credentials_file holds it), yet
+    not past its 0640 files: Alertmanager 0.25 (Debian's) serves its whole configuration, webhook
+    URLs unmasked, at /api/v2/status to anyone who reaches 127.0.0.1:9093, and a receiver that does
+    not answer (the 3 a.m. case) gets its POST logged with Go's error, which quotes the URL, to the
+    journal (journalctl -u prometheus-alertmanager)."""
+    out, run = runs["receivers"]
+    assert run.returncode == 0, run.stdout[-3000:]
+    config = yaml.safe_load((out / "alertmanager.yml").read_text())
+    (page,) = [r for r in config["receivers"] if r["name"] == "page"]
+    auth = page["webhook_configs"][0]["http_config"]["authorization"]
+    assert Path(auth["credentials_file"]).read_text() == TOKEN
+    proc, url, log = start_alertmanager(out / "alertmanager.yml", tmp_path)  # no receiver listens
+    try:
+        status: dict[str, Any] = get(f"{url}/api/v2/status")
+        fire(url, {"alertname": "HailoHostDown", "severity": "critical", "host": "pi-1"})
+        wait_for(lambda: "Notify attempt failed" in log.read_text(), "a failed notification", proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert TOKEN not in status["config"]["original"], "the webhook's token is served at /api/v2/status"
+    assert "page-webhook.token" in status["config"]["original"]
+    assert TOKEN not in log.read_text(), "the webhook's token is in Alertmanager's log"
+
+
 # -- the sidecar's metrics ---------------------------------------------------------------------
 def raised_kinds() -> set[str]:
     """Every kind the sidecar counts in hailo_sidecar_backend_errors_total, read from its sources:
-    ModelLoadError/DeviceError("kind", ...), and in the Hailo backend its HailoRT status table
-    (_STATUS) and the (kind, message) pairs its classifiers return."""
+    ModelLoadError/DeviceError("kind", ...), and in the backends the HailoRT status table
+    (_STATUS) and the (kind, message) pairs their classifiers return."""
     kinds: set[str] = set()
     for path in (ROOT / "sidecar_app").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -502,7 +580,7 @@ def raised_kinds() -> set[str]:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 if any(getattr(t, "id", "") == "_STATUS" for t in targets):
                     pairs = [v for v in node.value.values if v is not None]
-            elif isinstance(node, ast.Return) and node.value is not None:
+            elif isinstance(node, ast.Return) and node.value is not None and path.parent.name == "backends":
                 pairs = [node.value]
             for pair in pairs:
                 if (
@@ -533,6 +611,36 @@ def test_every_error_kind_is_exported_at_zero_from_start_up() -> None:
                 f'hailo_sidecar_requests_total{{code="{code}",endpoint="{endpoint}",method="POST"}} 0.0'
                 in exposition
             )
+
+
+def error_series(metrics: Metrics) -> dict[str, float]:
+    text = generate_latest(metrics.registry).decode()
+    return {
+        s.labels["kind"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "hailo_sidecar_backend_errors_total"
+    }
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["primary", "fallback"])
+def test_every_count_the_sidecar_makes_is_of_a_series_exported_at_zero(fallback: bool) -> None:
+    """A failing fallback is counted as fallback_<kind> (service.py's _ensure_fallback and
+    _on_device_error): for every kind the sources raise, the first count, the primary's or the
+    fallback's, raises a series Prometheus already has at 0 and adds none (a series born at its
+    first count hides that count from the rules), and the sidecar counts only through
+    Metrics.count_error."""
+    for kind in sorted(raised_kinds()):
+        metrics = Metrics()
+        before = error_series(metrics)
+        metrics.count_error(kind, fallback=fallback)
+        after = error_series(metrics)
+        assert after.keys() == before.keys(), f"{kind}: a series born at its first count"
+        assert [k for k in after if after[k] != before[k]] == [("fallback_" if fallback else "") + kind]
+        assert before[("fallback_" if fallback else "") + kind] == 0
+    for path in (ROOT / "sidecar_app").rglob("*.py"):
+        if path.name != "metrics.py":
+            assert "backend_errors" not in path.read_text(), f"{path.name} counts past Metrics.count_error"
 
 
 def exported() -> set[str]:
