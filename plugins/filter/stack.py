@@ -13,6 +13,7 @@ reach every verdict (tests/unit/test_stack_filters.py):
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -53,9 +54,10 @@ def _number(value: Any, kind: str) -> float | None:
         return float(int(text)) if _INT.match(text) else None
     if kind == "float":
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             return None
+        return number if math.isfinite(number) else None  # nan passes every comparison as False
     match = (_DURATION if kind == "duration" else _SIZE).match(text)
     if match is None:
         return None
@@ -64,8 +66,11 @@ def _number(value: Any, kind: str) -> float | None:
 
 
 def _range(spec: Mapping[str, Any]) -> str:
-    """The allowed range in words, the bounds as the spec writes them."""
+    """The allowed range in words, the bounds as the spec writes them (and the value that turns
+    the setting off, when it has one)."""
     show = {k: (f"{v:g}" if isinstance(v, float) else str(v)) for k, v in spec.items()}
+    if "off" in spec:
+        return f" {show['off']} (off) or" + _range({k: v for k, v in spec.items() if k != "off"})
     if "ge" in spec and "le" in spec:
         return f" from {show['ge']} to {show['le']}"
     low = f"at least {show['ge']}" if "ge" in spec else f"greater than {show['gt']}" if "gt" in spec else ""
@@ -82,11 +87,15 @@ def _problem(value: Any, spec: Mapping[str, Any]) -> str | None:
     if kind in _WHAT:
         n = _number(value, kind)
         bound = {k: _number(spec[k], kind) for k in ("ge", "gt", "le", "lt") if k in spec}
-        ok = n is not None and not (
-            n < bound.get("ge", n)  # type: ignore[operator]
-            or ("gt" in bound and n <= bound["gt"])  # type: ignore[operator]
-            or n > bound.get("le", n)  # type: ignore[operator]
-            or ("lt" in bound and n >= bound["lt"])  # type: ignore[operator]
+        ok = n is not None and "off" in spec and n == _number(spec["off"], kind)
+        ok = ok or (
+            n is not None
+            and not (
+                n < bound.get("ge", n)  # type: ignore[operator]
+                or ("gt" in bound and n <= bound["gt"])  # type: ignore[operator]
+                or n > bound.get("le", n)  # type: ignore[operator]
+                or ("lt" in bound and n >= bound["lt"])  # type: ignore[operator]
+            )
         )
         return None if ok else f"it must be {_WHAT[kind]}{_range(spec)}"
     if kind == "bool":
