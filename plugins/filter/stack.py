@@ -4,7 +4,7 @@ reach every verdict (tests/unit/test_stack_filters.py):
 - setting_problems: the role's variables against their bounds: the sidecar's own (files/
   sidecar-settings.json, generated from sidecar_app/settings.py) and the role's (vars/main.yml);
   one sentence per bad value, naming the variable and the allowed range;
-- clock_problems: the host's clock against the controller's and the release's making, with the
+- clock_problems: the host's clock against the controller's, the release's making and the
   release keys' validity (ssh-keygen's allowed_signers valid-after / valid-before) at that time,
   before any signature is checked;
 - env_changes: what a rollback puts back, from the .env that failed to the last good one;
@@ -157,10 +157,10 @@ def clock_problems(
     host_epoch: Any, controller_epoch: Any, max_skew_s: Any, allowed_signers: str = "", created_at: str = ""
 ) -> list[str]:
     """Why the host's clock cannot check a release signature: it is more than MAX_SKEW_S from the
-    controller's, or earlier than the release was made (CREATED_AT, its manifest's; the check that
-    remains in pull mode, where the controller is the host). Either way the release keys' validity
-    at the host's time is added. Empty: the clock is fine; a key that is not valid at a right time
-    is the signature check's to refuse."""
+    controller's, earlier than the release was made (CREATED_AT, its manifest's), or no release key
+    is valid at its time (ALLOWED_SIGNERS' windows). In pull mode the controller is the host, so
+    the release's making and the key windows are the checks that remain: a clock 40 days ahead
+    passes the first two and is caught by the last. Empty: the clock can check a signature."""
     host, controller, skew_max = float(host_epoch), float(controller_epoch), float(max_skew_s)
     problems = []
     skew = host - controller
@@ -179,16 +179,18 @@ def clock_problems(
             found = {k: _signer_time(v) for k, v in _VALID.findall(line)}
             windows.append((found.get("valid-after"), found.get("valid-before")))
     at = datetime.fromtimestamp(host, UTC)
-    if (
-        problems
-        and windows
-        and all((a is not None and at < a) or (b is not None and at >= b) for a, b in windows)
-    ):
+    if windows and all((a is not None and at < a) or (b is not None and at >= b) for a, b in windows):
         spans = "; ".join(
             " ".join(f"{k} {t:%Y-%m-%d %H:%M}" for k, t in (("valid-after", a), ("valid-before", b)) if t)
             for a, b in windows
         )
-        problems.append(f"at its time no release key is valid (keys: {spans} UTC)")
+        # Alone, it is the clock or the keys: with a right clock every key has expired (or is not
+        # valid yet), and no release can be verified until the allowed signers are renewed.
+        alone = "" if problems else (
+            f"; either its clock ({_utc(host)}) is wrong or every release key has expired or is not valid "
+            "yet (then renew sidecar_stack_allowed_signers)"
+        )  # fmt: skip
+        problems.append(f"at its time no release key is valid (keys: {spans} UTC){alone}")
     return problems
 
 
