@@ -17,9 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Mode = Literal["stub", "onnx", "hailo"]
 FallbackMode = Literal["none", "onnx", "stub"]
-# DEVICE_POLL_S and UNREADY_EXIT_S: 0 turns them off, any other value is at least 0.1 s (a loop
+# DEVICE_POLL_S and UNREADY_EXIT_S: 0 turns them off, any other value is at least 0.01 s (a loop
 # that waits 1e-9 s spins on the CPU); table() gives both as the setting's "off" and "ge".
-_OFF, _AT_LEAST = 0.0, 0.1
+_OFF, _AT_LEAST = 0.0, 0.01
 
 
 class ConfigError(Exception):
@@ -47,8 +47,8 @@ class Settings(BaseSettings):
         "/models/current.json); set, the model, its sha256 and the config version come from it, and a "
         "new release is swapped in without a restart",
     )
-    # Polls and waits at least 0.1 s apart: 1e-300 passes gt=0 and makes a loop spin on the CPU.
-    release_poll_s: float = Field(1.0, ge=0.1, le=60, description="how often RELEASE_POINTER is read")
+    # Polls and waits at least 0.01 s apart: 1e-300 passes gt=0 and makes a loop spin on the CPU.
+    release_poll_s: float = Field(1.0, ge=0.01, le=60, description="how often RELEASE_POINTER is read")
     device_poll_s: float = Field(
         5.0,
         le=3600,
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="lowest level logged")
     log_format: Literal["json", "console"] = Field("json", description="one JSON object per line, or console")
     device_retry_max_s: float = Field(
-        30.0, ge=0.1, le=3600, description="upper bound of the device reopen backoff"
+        30.0, ge=0.01, le=3600, description="upper bound of the device reopen backoff"
     )
     unready_exit_s: float = Field(
         300.0,

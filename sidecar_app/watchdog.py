@@ -25,9 +25,9 @@ from .logs import log
 
 EXIT_STATUS = 3
 MAX_LIMIT_S = 3600.0
-# Doublings the backoff counts at most: 0.1 s (the smallest UNREADY_EXIT_S) * 2**16 is past the
+# Doublings the backoff counts at most: 0.01 s (the smallest UNREADY_EXIT_S) * 2**20 is past the
 # hour already, and 2.0**1024 (42 days of one exit an hour) raises OverflowError at every start.
-MAX_DOUBLINGS = 16
+MAX_DOUBLINGS = 20
 STATE_FILE = "unready-exits.json"
 # Failures a fresh process meets again: the model files and the release (service.py keeps them
 # permanent) and a HEF this HailoRT or this device refuses.
