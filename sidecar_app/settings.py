@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Mode = Literal["stub", "onnx", "hailo"]
 FallbackMode = Literal["none", "onnx", "stub"]
+# DEVICE_POLL_S and UNREADY_EXIT_S: 0 turns them off, any other value is at least 0.01 s (a loop
+# that waits 1e-9 s spins on the CPU); table() gives both as the setting's "off" and "ge".
+_OFF, _AT_LEAST = 0.0, 0.01
 
 
 class ConfigError(Exception):
@@ -44,11 +47,12 @@ class Settings(BaseSettings):
         "/models/current.json); set, the model, its sha256 and the config version come from it, and a "
         "new release is swapped in without a restart",
     )
-    release_poll_s: float = Field(1.0, gt=0, le=60, description="how often RELEASE_POINTER is read")
+    # Polls and waits at least 0.01 s apart: 1e-300 passes gt=0 and makes a loop spin on the CPU.
+    release_poll_s: float = Field(1.0, ge=0.01, le=60, description="how often RELEASE_POINTER is read")
     device_poll_s: float = Field(
         5.0,
-        ge=0,
         le=3600,
+        json_schema_extra={"off": _OFF, "ge": _AT_LEAST},
         description="how often the Hailo device's temperature is read (hailo mode; 0: never)",
     )
     hailo_device: Path = Field(
@@ -73,12 +77,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="lowest level logged")
     log_format: Literal["json", "console"] = Field("json", description="one JSON object per line, or console")
     device_retry_max_s: float = Field(
-        30.0, gt=0, le=3600, description="upper bound of the device reopen backoff"
+        30.0, ge=0.01, le=3600, description="upper bound of the device reopen backoff"
     )
     unready_exit_s: float = Field(
         300.0,
-        ge=0,
         le=86400,
+        json_schema_extra={"off": _OFF, "ge": _AT_LEAST},
         description="hailo mode: seconds the sidecar may stay unready because of the device before it "
         "exits (status 3) for the restart policy to start a fresh process that opens the device again; "
         "doubled after each such exit in a row, up to an hour (0: never exit)",
@@ -94,6 +98,13 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes an unset variable as "" (RELEASE_POINTER: ${RELEASE_POINTER:-}).
         return None if value == "" else value
+
+    @field_validator("device_poll_s", "unready_exit_s")
+    @classmethod
+    def _off_or_at_least(cls, value: float) -> float:
+        if value != _OFF and not value >= _AT_LEAST:  # `not >=`: NaN is refused too
+            raise ValueError(f"Input should be {_OFF:g} (off) or greater than or equal to {_AT_LEAST:g}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -174,6 +185,8 @@ def table() -> dict[str, dict[str, object]]:
             entry["choices"] = choices
         for meta in field.metadata:
             entry.update({key: getattr(meta, key) for key in _BOUNDS if getattr(meta, key, None) is not None})
+        if isinstance(field.json_schema_extra, dict):  # "off" and its lower bound (_off_or_at_least)
+            entry.update(field.json_schema_extra)
         entry["description"] = field.description or ""
         out[name.upper()] = entry
     return out

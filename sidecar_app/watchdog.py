@@ -25,6 +25,9 @@ from .logs import log
 
 EXIT_STATUS = 3
 MAX_LIMIT_S = 3600.0
+# Doublings the backoff counts at most: 0.01 s (the smallest UNREADY_EXIT_S) * 2**20 is past the
+# hour already, and 2.0**1024 (42 days of one exit an hour) raises OverflowError at every start.
+MAX_DOUBLINGS = 20
 STATE_FILE = "unready-exits.json"
 # Failures a fresh process meets again: the model files and the release (service.py keeps them
 # permanent) and a HEF this HailoRT or this device refuses.
@@ -63,7 +66,8 @@ class UnreadyWatchdog:
     @property
     def limit_s(self) -> float:
         """How long the device may keep the sidecar unready before it exits (after backoff)."""
-        return float(min(self.base_s * 2.0**self.counts.in_a_row, max(self.base_s, MAX_LIMIT_S)))
+        doublings = min(self.counts.in_a_row, MAX_DOUBLINGS)
+        return float(min(self.base_s * 2.0**doublings, max(self.base_s, MAX_LIMIT_S)))
 
     def expired(self, ready: bool, kind: str | None) -> bool:
         """Called every second with the service's readiness and failure kind: True when the
@@ -103,7 +107,11 @@ class UnreadyWatchdog:
             return Counts()
         try:
             data = json.loads(self._path.read_text())
-            return Counts(int(data["total"]), int(data["in_a_row"]))
+            counts = Counts(data["total"], data["in_a_row"])
+            # Whole numbers >= 0 only (bool is an int in Python, a float may be inf or nan).
+            if not all(type(n) is int and n >= 0 for n in (counts.total, counts.in_a_row)):
+                raise ValueError(f"counts must be whole numbers >= 0: {data!r}")
+            return counts
         except FileNotFoundError:
             return Counts()
         except (OSError, ValueError, KeyError, TypeError) as exc:

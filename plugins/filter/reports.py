@@ -14,23 +14,27 @@ def rollout_report(
     hosts: Iterable[Mapping[str, Any]], fact_name: str = "hailo_sidecar", active: Iterable[str] | None = None
 ) -> dict[str, Any]:
     """Per host of the play (its hostvars): the release result, the error that stopped it, the
-    release it served before the run, how its sidecar ran before, whether this run reached it, and
-    whether it became unreachable: gone from ACTIVE (the play's hosts still in it,
-    ansible_play_hosts) without an error of its own (a failed host always has one: pi.yml's rescue)."""
+    release it served before the run, how its sidecar ran before, whether this run reached it, the
+    preflight's refusal, and whether it became unreachable: gone from ACTIVE (the play's hosts still
+    in it, ansible_play_hosts) without an error of its own (a failed host always has one: pi.yml's
+    rescues, pi_preflight_error for a host the preflight play refused, pi_rollout_error after it)."""
     still = None if active is None else set(active)
     report = {}
     for hv in hosts:
         result = hv.get("sidecar_stack_result")
         error = hv.get("pi_rollout_error")
+        refused = hv.get("pi_preflight_error")
         local = hv.get("ansible_local") or {}
         before_run = hv.get("pi_rollout_before") or {}
-        unreachable = still is not None and hv["inventory_hostname"] not in still and error is None
+        gone = still is not None and hv["inventory_hostname"] not in still
+        unreachable = gone and error is None and refused is None
         report[hv["inventory_hostname"]] = {
             "result": None if unreachable else result,
             "error": error,
+            "refused": refused,
             "before": (local.get(fact_name) or {}).get("current"),
             "before_status": (before_run.get("stdout") or "").strip() or None,
-            "reached": result is not None or error is not None or unreachable,
+            "reached": result is not None or error is not None or refused is not None or unreachable,
             "unreachable": unreachable,
         }
     return report
@@ -70,6 +74,8 @@ def rollout_lines(report: Mapping[str, Any], check_mode: bool = False) -> list[s
                 how = "UNREACHABLE during this run (its state is unknown; run again when it is back)"
             elif h["error"] is not None:
                 how = f"FAILED before the stack: {h['error']}"
+            elif h.get("refused") is not None:
+                how = f"refused in preflight (nothing changed): {h['refused']}"
             else:
                 how = "not reached"
             health = f"{h['before_status'] or 'no sidecar'} (before the run)"

@@ -4,7 +4,7 @@ reach every verdict (tests/unit/test_stack_filters.py):
 - setting_problems: the role's variables against their bounds: the sidecar's own (files/
   sidecar-settings.json, generated from sidecar_app/settings.py) and the role's (vars/main.yml);
   one sentence per bad value, naming the variable and the allowed range;
-- clock_problems: the host's clock against the controller's and the release's making, with the
+- clock_problems: the host's clock against the controller's, the release's making and the
   release keys' validity (ssh-keygen's allowed_signers valid-after / valid-before) at that time,
   before any signature is checked;
 - env_changes: what a rollback puts back, from the .env that failed to the last good one;
@@ -13,6 +13,7 @@ reach every verdict (tests/unit/test_stack_filters.py):
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -40,9 +41,10 @@ def _number(value: Any, kind: str) -> float | None:
         return float(int(text)) if _INT.match(text) else None
     if kind == "float":
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             return None
+        return number if math.isfinite(number) else None  # nan passes every comparison as False
     match = (_DURATION if kind == "duration" else _SIZE).match(text)
     if match is None:
         return None
@@ -51,8 +53,11 @@ def _number(value: Any, kind: str) -> float | None:
 
 
 def _range(spec: Mapping[str, Any]) -> str:
-    """The allowed range in words, the bounds as the spec writes them."""
+    """The allowed range in words, the bounds as the spec writes them (and the value that turns
+    the setting off, when it has one)."""
     show = {k: (f"{v:g}" if isinstance(v, float) else str(v)) for k, v in spec.items()}
+    if "off" in spec:
+        return f" {show['off']} (off) or" + _range({k: v for k, v in spec.items() if k != "off"})
     if "ge" in spec and "le" in spec:
         return f" from {show['ge']} to {show['le']}"
     low = f"at least {show['ge']}" if "ge" in spec else f"greater than {show['gt']}" if "gt" in spec else ""
@@ -69,11 +74,15 @@ def _problem(value: Any, spec: Mapping[str, Any]) -> str | None:
     if kind in _WHAT:
         n = _number(value, kind)
         bound = {k: _number(spec[k], kind) for k in ("ge", "gt", "le", "lt") if k in spec}
-        ok = n is not None and not (
-            n < bound.get("ge", n)  # type: ignore[operator]
-            or ("gt" in bound and n <= bound["gt"])  # type: ignore[operator]
-            or n > bound.get("le", n)  # type: ignore[operator]
-            or ("lt" in bound and n >= bound["lt"])  # type: ignore[operator]
+        ok = n is not None and "off" in spec and n == _number(spec["off"], kind)
+        ok = ok or (
+            n is not None
+            and not (
+                n < bound.get("ge", n)  # type: ignore[operator]
+                or ("gt" in bound and n <= bound["gt"])  # type: ignore[operator]
+                or n > bound.get("le", n)  # type: ignore[operator]
+                or ("lt" in bound and n >= bound["lt"])  # type: ignore[operator]
+            )
         )
         return None if ok else f"it must be {_WHAT[kind]}{_range(spec)}"
     if kind == "bool":
@@ -135,10 +144,10 @@ def clock_problems(
     host_epoch: Any, controller_epoch: Any, max_skew_s: Any, allowed_signers: str = "", created_at: str = ""
 ) -> list[str]:
     """Why the host's clock cannot check a release signature: it is more than MAX_SKEW_S from the
-    controller's, or earlier than the release was made (CREATED_AT, its manifest's; the check that
-    remains in pull mode, where the controller is the host). Either way the release keys' validity
-    at the host's time is added. Empty: the clock is fine; a key that is not valid at a right time
-    is the signature check's to refuse."""
+    controller's, earlier than the release was made (CREATED_AT, its manifest's), or no release key
+    is valid at its time (ALLOWED_SIGNERS' windows). In pull mode the controller is the host, so
+    the release's making and the key windows are the checks that remain: a clock 40 days ahead
+    passes the first two and is caught by the last. Empty: the clock can check a signature."""
     host, controller, skew_max = float(host_epoch), float(controller_epoch), float(max_skew_s)
     problems = []
     skew = host - controller
@@ -157,16 +166,18 @@ def clock_problems(
             found = {k: _signer_time(v) for k, v in _VALID.findall(line)}
             windows.append((found.get("valid-after"), found.get("valid-before")))
     at = datetime.fromtimestamp(host, UTC)
-    if (
-        problems
-        and windows
-        and all((a is not None and at < a) or (b is not None and at >= b) for a, b in windows)
-    ):
+    if windows and all((a is not None and at < a) or (b is not None and at >= b) for a, b in windows):
         spans = "; ".join(
             " ".join(f"{k} {t:%Y-%m-%d %H:%M}" for k, t in (("valid-after", a), ("valid-before", b)) if t)
             for a, b in windows
         )
-        problems.append(f"at its time no release key is valid (keys: {spans} UTC)")
+        # Alone, it is the clock or the keys: with a right clock every key has expired (or is not
+        # valid yet), and no release can be verified until the allowed signers are renewed.
+        alone = "" if problems else (
+            f"; either its clock ({_utc(host)}) is wrong or every release key has expired or is not valid "
+            "yet (then renew sidecar_stack_allowed_signers)"
+        )  # fmt: skip
+        problems.append(f"at its time no release key is valid (keys: {spans} UTC){alone}")
     return problems
 
 

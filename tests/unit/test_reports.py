@@ -115,6 +115,41 @@ def test_a_host_gone_unreachable_is_named_in_the_summary() -> None:
     )
 
 
+def test_a_host_the_preflight_refused_is_named_refused_not_unreachable() -> None:
+    """A host that failed the preflight play (a clock 10 hours off, a setting out of range) starts
+    the rollout play marked failed (ansible/executor/task_queue_manager.py marks the hosts that
+    failed in earlier plays): it is in ansible_play_hosts_all, not in ansible_play_hosts, and has
+    no pi_rollout_error. The on-call engineer must read why it was refused, not "state unknown"."""
+    why = "The clock of pi-2 is wrong: its clock is 10.0 hours behind the controller's"
+    hosts = [
+        hv("pi-1", sidecar_stack_result={"release": B, "healthy": True, "changed": True, "path": "swap"}),
+        hv("pi-2", pi_preflight_error=why, ansible_local={"hailo_sidecar": {"current": A}}),
+    ]  # fmt: skip
+    report = reports.rollout_report(hosts, "hailo_sidecar", ["pi-1"])
+    assert (report["pi-2"]["unreachable"], report["pi-2"]["refused"], report["pi-2"]["reached"]) == (
+        False,
+        why,
+        True,
+    )
+    lines = reports.rollout_lines(report)
+    assert lines[1].startswith(
+        f"pi-2: refused in preflight (nothing changed): {why}, no sidecar (before the run)"
+    )
+    assert "UNREACHABLE" not in " ".join(lines)
+    assert reports.rollout_outcome(hosts[1]) == "unchanged", "it never reached the rollout play's record"
+
+
+def test_pi_yml_records_the_preflights_refusal_under_the_name_the_report_reads() -> None:
+    import yaml
+
+    play = yaml.safe_load((ROOT / "playbooks" / "pi.yml").read_text())[0]
+    (block,) = [t for t in play["tasks"] if "block" in t and "rescue" in t]
+    assert "synchrony.hailo_pipeline.preflight" in str(block["block"])
+    remember, refuse = block["rescue"]
+    assert "pi_preflight_error" in remember["ansible.builtin.set_fact"]
+    assert "ansible.builtin.fail" in refuse, "the refused host must stay failed: no change reaches it"
+
+
 BENCHMARK = """Starting Measurements...
 Measuring FPS in hw_only mode
 =======

@@ -171,3 +171,40 @@ def test_the_roles_own_bounds(var, good, bad, words):
 def test_every_bounded_variable_is_the_roles_and_none_is_checked_twice():
     assert set(ROLE_BOUNDS) <= set(DEFAULTS) and set(PASSED) <= set(DEFAULTS)
     assert not set(ROLE_BOUNDS) & set(PASSED)
+
+
+FLOATS = [v for v, e in PASSED.items() if COPY[e]["type"] == "float"]
+
+
+@pytest.mark.parametrize("var", FLOATS)
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf"])
+def test_nan_and_infinity_are_refused_in_preflight_as_the_sidecar_refuses_them(var, value, monkeypatch):
+    """float("nan") parses, and every comparison with it is False: a check written as `n < ge or
+    n > le` lets it through, pydantic's (`n >= ge`) does not, so the sidecar crash-looped on it."""
+    (problem,) = stack.setting_problems({var: value}, {}, COPY, PASSED)
+    assert problem.startswith(f"{var} is {value}: it must be a number")
+    monkeypatch.setenv(PASSED[var], value)
+    with pytest.raises(ConfigError, match=PASSED[var]):
+        load_settings()
+
+
+@pytest.mark.parametrize("var", FLOATS)
+@pytest.mark.parametrize("value", ["1e-300", "1e-9", "0.005"])
+def test_a_poll_or_wait_too_short_to_leave_the_cpu_is_refused(var, value, monkeypatch):
+    """RELEASE_POLL_S=1e-300 passed gt=0: the pointer was read in a loop without sleeping."""
+    (problem,) = stack.setting_problems({var: value}, {}, COPY, PASSED)
+    assert "0.01" in problem, problem
+    monkeypatch.setenv(PASSED[var], value)
+    with pytest.raises(ConfigError, match=PASSED[var]):
+        load_settings()
+
+
+@pytest.mark.parametrize("env", [e for e, entry in COPY.items() if "off" in entry])
+def test_zero_still_turns_off_what_it_turned_off(env, monkeypatch):
+    var = next(v for v, e in PASSED.items() if e == env)
+    assert stack.setting_problems({var: 0}, {}, COPY, PASSED) == []
+    (problem,) = stack.setting_problems({var: -1}, {}, COPY, PASSED)
+    allowed = f"it must be a number 0 (off) or from 0.01 to {COPY[env]['le']} (the sidecar's {env})."
+    assert problem.endswith(allowed), problem
+    monkeypatch.setenv(env, "0")
+    assert getattr(load_settings(), env.lower()) == 0

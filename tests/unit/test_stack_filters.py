@@ -54,9 +54,25 @@ def test_pull_mode_the_host_is_the_controller_the_release_date_remains():
     assert stack.clock_problems(NOW, NOW, 300, KEY, "not a time") == []
 
 
-def test_an_expired_key_at_a_right_clock_is_the_signature_checks_to_refuse():
-    expired = 'old namespaces="hailo-pipeline-release",valid-before="20240101" ssh-ed25519 AAAA'
-    assert stack.clock_problems(NOW, NOW + 5, 300, expired, "2026-12-07T09:00:00Z") == []
+def test_pull_mode_a_clock_ahead_past_every_keys_valid_before_is_refused_on_its_own():
+    """ansible-pull on a Pi whose clock is 40 days ahead: it is its own controller (no skew) and
+    later than the release was made, so only the key window can tell; before, it passed and the
+    signature check said "signature refused"."""
+    key = f'gpusrv {NS},valid-before="20261217" ssh-ed25519 AAAA'
+    ahead = NOW + 40 * 86400
+    (problem,) = stack.clock_problems(ahead, ahead, 300, key, "2026-12-06T12:00:00Z")
+    assert problem == (
+        "at its time no release key is valid (keys: valid-before 2026-12-17 00:00 UTC); either its clock "
+        "(2027-01-16 12:00:00 UTC) is wrong or every release key has expired or is not valid yet (then "
+        "renew sidecar_stack_allowed_signers)"
+    )
+
+
+def test_an_expired_key_at_a_right_clock_is_refused_before_the_signature_naming_both_causes():
+    expired = f'old {NS},valid-before="20240101" ssh-ed25519 AAAA'
+    (problem,) = stack.clock_problems(NOW, NOW + 5, 300, expired, "2026-12-07T09:00:00Z")
+    assert "every release key has expired" in problem and "valid-before 2024-01-01" in problem
+    assert stack.clock_problems(NOW, NOW + 5, 300, f"{expired}\n{KEY}") == [], "one valid key is enough"
 
 
 def test_env_changes_name_what_a_rollback_puts_back():

@@ -26,10 +26,17 @@ class Clock:
         return self.now
 
 
+def state(tmp_path: Path) -> Path:
+    """STATE_DIR: a folder of its own (conftest's sysfs fixture writes tmp_path/sys)."""
+    folder = tmp_path / "state"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def watchdog(tmp_path: Path, limit: float = 60, kills: list | None = None) -> tuple[UnreadyWatchdog, Clock]:
     clock = Clock()
     sink = kills if kills is not None else []
-    return UnreadyWatchdog(limit, tmp_path, clock, stop=lambda: sink.append("stop")), clock
+    return UnreadyWatchdog(limit, state(tmp_path), clock, stop=lambda: sink.append("stop")), clock
 
 
 def test_device_unready_for_the_limit_expires_and_the_exit_is_counted(tmp_path):
@@ -42,7 +49,7 @@ def test_device_unready_for_the_limit_expires_and_the_exit_is_counted(tmp_path):
     assert w.expired(False, "device_unavailable")
     assert w.exit("device_unavailable", "status 74") == EXIT_STATUS
     assert kills == ["stop"], "the server is asked to drain and stop"
-    assert json.loads((tmp_path / "unready-exits.json").read_text()) == {"total": 1, "in_a_row": 1}
+    assert json.loads((tmp_path / "state" / "unready-exits.json").read_text()) == {"total": 1, "in_a_row": 1}
 
 
 @pytest.mark.parametrize("kind", [None, "checksum_mismatch", "golden", "hef_not_supported"])
@@ -88,21 +95,55 @@ def test_off_and_without_a_state_folder(tmp_path):
     kills: list = []
     alone = UnreadyWatchdog(1, None, Clock(), stop=lambda: kills.append("stop"))
     assert alone.exit("timeout", None) == EXIT_STATUS and alone.counts.total == 1
-    assert list(tmp_path.iterdir()) == [], "nothing written without STATE_DIR"
+    assert list(state(tmp_path).iterdir()) == [], "nothing written without STATE_DIR"
 
 
 def test_an_unreadable_state_file_starts_from_none(tmp_path):
-    (tmp_path / "unready-exits.json").write_text("{not json")
+    (state(tmp_path) / "unready-exits.json").write_text("{not json")
     w, _clock = watchdog(tmp_path, 60)
     assert (w.counts.total, w.limit_s) == (0, 60)
+
+
+def test_a_crash_loop_of_six_weeks_still_starts_at_the_hour(tmp_path):
+    """1024 exits in a row is 42 days of one an hour (a device that stays broken): 2.0**1024
+    overflows a float, and the process that reads that count must still start, waiting an hour."""
+    (state(tmp_path) / "unready-exits.json").write_text(json.dumps({"total": 1030, "in_a_row": 1024}))
+    w, _clock = watchdog(tmp_path, 300)
+    assert (w.counts.in_a_row, w.limit_s) == (1024, MAX_LIMIT_S)
+    w.exit("device_unavailable", "status 74")
+    assert watchdog(tmp_path, 300)[0].limit_s == MAX_LIMIT_S
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [{"total": -5, "in_a_row": -3}, {"total": 1e400, "in_a_row": 2}, {"total": 3, "in_a_row": True},
+     {"total": 3, "in_a_row": 2.5}, {"total": "3", "in_a_row": "2"}, [1, 2]],
+)  # fmt: skip
+def test_counts_that_are_not_whole_numbers_from_zero_start_from_none(tmp_path, kept):
+    """A state file written by hand or cut short: a negative count would shorten the wait below
+    UNREADY_EXIT_S, infinity would not fit an int; each is read as no exits."""
+    (state(tmp_path) / "unready-exits.json").write_text(json.dumps(kept))
+    w, _clock = watchdog(tmp_path, 60)
+    assert (w.counts.total, w.counts.in_a_row, w.limit_s) == (0, 0, 60)
 
 
 # --- the server as the container runs it ----------------------------------------------------------
 
 
+# The child process is a fresh interpreter: conftest's sysfs fixture (monkeypatched in this one)
+# does not reach it, so the host it looks at is given as the test process sees it, the stand-in's
+# through its control file and the sidecar's (backends/hailo.py's SYSFS) before cli.main runs.
+_SERVE = (
+    "import sys; from pathlib import Path; from sidecar_app.backends import hailo; "
+    "hailo.SYSFS = Path(sys.argv[1]); from sidecar_app.cli import main; sys.exit(main(['serve']))"
+)
+
+
 def serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    """The server with a device that is listed (driver loaded, hailo0) but does not open: status
+    74, which HailoRT returns when no device is free (device_unavailable)."""
     control = tmp_path / "control.json"
-    control.write_text(json.dumps({"open_status": 74}))
+    control.write_text(json.dumps({"open_status": 74, "sysfs": str(tmp_path / "sys")}))
     from hailo_platform import standin
 
     hef = standin.write_standin_hef(tmp_path / "model.hef")
@@ -114,10 +155,10 @@ def serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
         "HEF_PATH": str(hef),
         "PORT": str(port),
         "UNREADY_EXIT_S": "1",
-        "STATE_DIR": str(tmp_path),
+        "STATE_DIR": str(state(tmp_path)),
         "LOG_FORMAT": "json",
     }
-    return subprocess.Popen([sys.executable, "-m", "sidecar_app.cli", "serve"], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-c", _SERVE, str(tmp_path / "sys")], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
 
 
@@ -161,4 +202,4 @@ def test_the_server_exits_with_status_3_and_the_next_one_counts_it(tmp_path):
     assert second.returncode == EXIT_STATUS
     started = [json.loads(line) for line in out.splitlines() if '"started after unready exits"' in line]
     assert started and (started[0]["exits"], started[0]["limit_s"]) == (1, 2.0), out[-2000:]
-    assert json.loads((tmp_path / "unready-exits.json").read_text()) == {"total": 2, "in_a_row": 2}
+    assert json.loads((tmp_path / "state" / "unready-exits.json").read_text()) == {"total": 2, "in_a_row": 2}
