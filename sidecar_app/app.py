@@ -323,5 +323,5 @@ def create_app(settings: Settings) -> FastAPI:
     )
     metrics.unready_exits.inc(app.state.watchdog.counts.total)
     app.state.openapi = build_openapi(settings)
-    app.add_middleware(Observability, metrics=metrics, routes=[path for path, _, _ in ROUTES])
+    app.add_middleware(Observability, metrics=metrics, routes=[route[0] for route in ROUTES])
     return app

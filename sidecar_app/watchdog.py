@@ -109,7 +109,10 @@ class UnreadyWatchdog:
             data = json.loads(self._path.read_text())
             counts = Counts(data["total"], data["in_a_row"])
             # Whole numbers >= 0 only (bool is an int in Python, a float may be inf or nan).
-            if not all(type(n) is int and n >= 0 for n in (counts.total, counts.in_a_row)):
+            if not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                for n in (counts.total, counts.in_a_row)
+            ):
                 raise ValueError(f"counts must be whole numbers >= 0: {data!r}")
             return counts
         except FileNotFoundError:

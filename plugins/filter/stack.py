@@ -16,8 +16,11 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
+
+# datetime.UTC is 3.11+; the controller may run 3.10 (ansible-core 2.17).
+UTC = timezone.utc  # noqa: UP017
 
 # Compose durations with one unit, Docker sizes (its units are powers of 1024).
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
@@ -75,15 +78,9 @@ def _problem(value: Any, spec: Mapping[str, Any]) -> str | None:
         n = _number(value, kind)
         bound = {k: _number(spec[k], kind) for k in ("ge", "gt", "le", "lt") if k in spec}
         ok = n is not None and "off" in spec and n == _number(spec["off"], kind)
-        ok = ok or (
-            n is not None
-            and not (
-                n < bound.get("ge", n)  # type: ignore[operator]
-                or ("gt" in bound and n <= bound["gt"])  # type: ignore[operator]
-                or n > bound.get("le", n)  # type: ignore[operator]
-                or ("lt" in bound and n >= bound["lt"])  # type: ignore[operator]
-            )
-        )
+        below = n is not None and (n < bound.get("ge", n) or ("gt" in bound and n <= bound["gt"]))  # type: ignore[operator]
+        above = n is not None and (n > bound.get("le", n) or ("lt" in bound and n >= bound["lt"]))  # type: ignore[operator]
+        ok = ok or (n is not None and not below and not above)
         return None if ok else f"it must be {_WHAT[kind]}{_range(spec)}"
     if kind == "bool":
         return None if isinstance(value, bool) else "it must be true or false"

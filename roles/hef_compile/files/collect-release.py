@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """collect-release (hef_compile role): brings a release out of the compiler container's folder into a
 root-owned one, where it is checked and only then signed and fetched.
 

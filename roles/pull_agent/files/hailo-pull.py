@@ -210,7 +210,7 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env or clean_env()
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env or clean_env(), check=False
     )
     if proc.returncode != 0:
         raise RuntimeError(f"git {args[0]}: {proc.stderr.strip()[-500:]}")
@@ -238,13 +238,13 @@ def fetch(creds: Credentials, repo: Path) -> None:
     if (repo / ".git").exists():
         clear_stale_locks(repo)
         if subprocess.run(["git", "-C", str(repo), "rev-parse", "--git-dir"], capture_output=True,
-                          env=clean_env()).returncode != 0:  # fmt: skip
+                          env=clean_env(), check=False).returncode != 0:  # fmt: skip
             shutil.rmtree(repo)  # a clone git no longer reads (a power cut): cloned again
     if not (repo / ".git").exists():
         repo.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(repo, ignore_errors=True)
         proc = subprocess.run(["git", "clone", "--quiet", "--no-checkout", "--", creds.repo_url, str(repo)],
-                              capture_output=True, text=True, env=env)  # fmt: skip
+                              capture_output=True, text=True, env=env, check=False)  # fmt: skip
         if proc.returncode != 0:
             raise RuntimeError(f"git clone: {proc.stderr.strip()[-500:]}")
     elif git(repo, "remote", "get-url", "origin").strip() != creds.repo_url:
@@ -328,7 +328,9 @@ def checked_keys(allowed: Path, revoked: Path | None) -> Keys:
     if not data.strip():
         return Keys(allowed, None)
     if data.startswith(b"SSHKRL\n\0"):
-        proc = subprocess.run(["ssh-keygen", "-Q", "-l", "-f", str(revoked)], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["ssh-keygen", "-Q", "-l", "-f", str(revoked)], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise Refused(f"the revoked keys list {revoked} is an unreadable KRL: no tag is applied")
         return Keys(allowed, revoked)
@@ -338,7 +340,12 @@ def checked_keys(allowed: Path, revoked: Path | None) -> Keys:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             one.write_text(line + "\n")
-            if subprocess.run(["ssh-keygen", "-l", "-f", str(one)], capture_output=True).returncode != 0:
+            if (
+                subprocess.run(
+                    ["ssh-keygen", "-l", "-f", str(one)], capture_output=True, check=False
+                ).returncode
+                != 0
+            ):
                 raise Refused(
                     f"the revoked keys list {revoked} is unreadable: line {n} is not a public key "
                     "(one OpenSSH public key per line, or a KRL): no tag is applied"
@@ -353,7 +360,7 @@ def ssh_verify(payload: bytes, signature: bytes, namespace: str, keys: Keys) -> 
         sig = Path(d) / "signature"
         sig.write_bytes(signature)
         find = ["ssh-keygen", "-Y", "find-principals", "-f", str(keys.allowed), "-s", str(sig)]
-        found = subprocess.run(find, capture_output=True, text=True)
+        found = subprocess.run(find, capture_output=True, text=True, check=False)
         named = re.split(r"[,\n]", found.stdout) if found.returncode == 0 else []
         principals = list(dict.fromkeys(p.strip() for p in named + keys.principals() if p.strip()))
         errors = [found.stderr]
@@ -362,7 +369,7 @@ def ssh_verify(payload: bytes, signature: bytes, namespace: str, keys: Keys) -> 
             revoke = ["-r", str(keys.revoked)] if revoked and keys.revoked else []
             argv = ["ssh-keygen", "-Y", "verify", "-f", str(keys.allowed), "-I", principal, "-n", namespace,
                     "-s", str(sig), *revoke]  # fmt: skip
-            return subprocess.run(argv, input=payload, capture_output=True)
+            return subprocess.run(argv, input=payload, capture_output=True, check=False)
 
         for principal in principals:
             proc = verify(principal, True)
@@ -636,7 +643,7 @@ def choose(repo: Path, a: argparse.Namespace, keys: Keys, applied: dict[str, Any
     remembered = Remembered(Path(a.state_dir) / "refused.json", keys.digest())
     good: list[Tag] = []
     checks = unchecked = 0
-    for _, name, kind, oid, size in candidates:
+    for _order, name, kind, oid, size in candidates:
         try:
             claimed = parse_tag(name, kind, size, raw.get(oid))
             if applied and claimed.tagged_at < int(applied["tagged_at"]):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """release-lock: one run at a time places a release on a host (sidecar_stack role, release.yml).
 
   release-lock.py take LOCK RUN [WAIT_S [STALE_S]]   exit 0 when RUN holds LOCK
