@@ -340,12 +340,8 @@ def checked_keys(allowed: Path, revoked: Path | None) -> Keys:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             one.write_text(line + "\n")
-            if (
-                subprocess.run(
-                    ["ssh-keygen", "-l", "-f", str(one)], capture_output=True, check=False
-                ).returncode
-                != 0
-            ):
+            key = subprocess.run(["ssh-keygen", "-l", "-f", str(one)], capture_output=True, check=False)
+            if key.returncode != 0:
                 raise Refused(
                     f"the revoked keys list {revoked} is unreadable: line {n} is not a public key "
                     "(one OpenSSH public key per line, or a KRL): no tag is applied"

@@ -125,12 +125,8 @@ def checked_revocations(path: Path | None) -> Path | None:
     if not data.strip():
         return None
     if data.startswith(b"SSHKRL\n\0"):
-        if (
-            subprocess.run(
-                ["ssh-keygen", "-Q", "-l", "-f", str(path)], capture_output=True, check=False
-            ).returncode
-            != 0
-        ):
+        krl = subprocess.run(["ssh-keygen", "-Q", "-l", "-f", str(path)], capture_output=True, check=False)
+        if krl.returncode != 0:
             raise Refused(
                 "the revoked keys list (sidecar_stack_revoked_keys) is a KRL ssh-keygen cannot read"
             )
@@ -141,12 +137,8 @@ def checked_revocations(path: Path | None) -> Path | None:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             one.write_text(line + "\n")
-            if (
-                subprocess.run(
-                    ["ssh-keygen", "-l", "-f", str(one)], capture_output=True, check=False
-                ).returncode
-                != 0
-            ):
+            key = subprocess.run(["ssh-keygen", "-l", "-f", str(one)], capture_output=True, check=False)
+            if key.returncode != 0:
                 raise Refused(
                     f"the revoked keys list (sidecar_stack_revoked_keys) is unreadable: line {n} is not a "
                     "public key (one OpenSSH public key per line, or a KRL)"
