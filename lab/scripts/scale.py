@@ -1,7 +1,9 @@
 """Controller cost of pi.yml per host (docs/scale.md): N lightweight lab hosts, the controller's
-CPU seconds, wall time and memory for each run, printed as a table and written as JSON.
+CPU seconds, wall time and memory for each run, printed as a table and written as JSON, each
+variant side by side with the first one (ratios of medians).
 
-    python lab/scripts/scale.py [--hosts 5,20,50] [--forks 50] [--out build/scale.json]
+    python lab/scripts/scale.py [--hosts 5,20,50] [--runs check,cold,warm] [--repeat 3]
+                                [--mitogen off,on] [--baseline DIR] [--out build/scale.json]
 
 The hosts are systemd containers with sshd (hailo-lab/scale:bookworm, built here from the lab's
 host image and Debian's openssh-server) on their own network, reached over SSH as a fleet is
@@ -10,9 +12,15 @@ per N the script measures three runs:
   check  pi.yml --check, every role and phase, on bare hosts (what a dry run of a rollout costs)
   cold   pi.yml --tags base for real: the base role installs and configures each host
   warm   the same again: changed=0, the steady state of a fleet that is already converged
-Controller CPU is user + system time of ansible-playbook and every process it waited for (its
-forks, ssh); memory is the peak of the summed resident size of its process tree, sampled every
-0.5 s. The hosts are removed at the end (--keep leaves them).
+Each run is measured once per variant, the variants one after the other on the same hosts
+(check and warm --repeat times, alternating; cold once per variant, on fresh hosts each):
+  --mitogen off,on   without and with Mitogen for Ansible (its mitogen_linear strategy)
+  --baseline DIR     also the collection in DIR (e.g. `git archive main | tar -x -C DIR`), first
+Controller CPU is user + system time of every process the run started (its forks, ssh and ssh's
+masters, Mitogen's multiplexers), counted in a cpuacct cgroup of its own; each run opens its own
+connections (what a run leaves, ssh's masters, is ended after it). Memory is the peak of the
+summed resident size of its process tree, sampled every 0.5 s. The hosts are removed at the end
+(--keep leaves them).
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import json
 import os
 import resource
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +43,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab" / "scripts"))
-from stages import ansible_stats_env, read_stats  # noqa: E402  (the run_stats callback's JSON)
+from stages import ansible_stats_env, mitogen_env, read_stats  # noqa: E402
 
 IMAGE = "hailo-lab/scale:bookworm"
 NETWORK = "hailo-scale"
@@ -84,15 +94,50 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Runs CMD; wall seconds, controller CPU seconds, peak tree RSS (MiB), its per-host counts."""
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+def end_group(group: Path) -> float:
+    """Ends what the run left in its cpuacct cgroup (ssh's ControlPersist masters: the next run
+    opens its own connections and pays for them), then its CPU seconds; the group is removed."""
+    for _ in range(20):
+        pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        time.sleep(0.25)
+    seconds = int((group / "cpuacct.usage").read_text()) / 1e9
+    with contextlib.suppress(OSError):
+        group.rmdir()
+    return seconds
+
+
+def measured(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict[str, Any]:
+    """Runs CMD; wall seconds, controller CPU seconds, peak tree RSS (MiB), its per-host counts.
+    CPU is counted in a cpuacct cgroup of its own where the machine has one (cgroup v1): every
+    process the run started, daemons included (ssh's masters leave the process tree); elsewhere
+    the process tree's (resource usage of the children waited for)."""
     stats_file = Path(tempfile.mkdtemp(prefix="scale-")) / "stats.json"
     env = {**env, **ansible_stats_env(stats_file, env)}
+    group: Path | None = CPUACCT / f"hailo-scale-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        group.mkdir()  # type: ignore[union-attr]
+    except OSError:
+        group = None
+    procs = None if group is None else str(group / "cgroup.procs")
+
+    def join_group() -> None:  # in the child, before it runs CMD
+        if procs:
+            Path(procs).write_text(str(os.getpid()))
+
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
-    )
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+        preexec_fn=join_group,  # only writes one file
+    )  # fmt: skip
     peak = [0]
 
     def sample() -> None:
@@ -107,6 +152,8 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if group is not None:
+        cpu = end_group(group)
     rss = round(peak[0] / 1024)
     stats = read_stats(stats_file) or {}
     shutil.rmtree(stats_file.parent, ignore_errors=True)
@@ -183,9 +230,50 @@ def inventory(path: Path, addresses: dict[str, str], key: Path, extra: dict[str,
     hosts = {name: {"ansible_host": ip} for name, ip in addresses.items()}
     data = {"all": {"children": {"pi": {"hosts": hosts, "vars": {
         "ansible_user": "root", "ansible_ssh_private_key_file": str(key),
+        # Fresh containers with fresh host keys; Mitogen reads the setting, not ssh's options.
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "ansible_host_key_checking": False,
         **HOST_VARS, **extra}}}}}  # fmt: skip
     path.write_text(json.dumps(data))
+
+
+RUNS = {"check": ["--check"], "cold": ["--tags", "base"], "warm": ["--tags", "base"]}
+
+
+def variants(trees: list[Path], mitogen: list[str]) -> list[dict[str, Any]]:
+    """Each collection tree with Mitogen off and/or on: its name, tree and environment."""
+    out = []
+    for tree in trees:
+        # A baseline tree resolves its own roles (synchrony.hailo_pipeline) and ansible.cfg.
+        link = tree / ".ansible" / "collections" / "ansible_collections" / "synchrony" / "hailo_pipeline"
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(tree)
+        env = {**os.environ, "ANSIBLE_CONFIG": str(tree / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+               "ANSIBLE_COLLECTIONS_PATH": str(tree / ".ansible" / "collections")}  # fmt: skip
+        for mode in mitogen:
+            name = ("this" if tree == ROOT else "baseline") + ("+mitogen" if mode == "on" else "")
+            extra = mitogen_env() if mode == "on" else {}
+            out.append({"name": name, "tree": tree, "env": {**env, **extra}})
+    return out
+
+
+def median_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per N, run and variant: medians of its runs and the ratio of its CPU per host to
+    the first variant's."""
+    keys: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        keys.setdefault((r["hosts"], r["run"], r["variant"]), []).append(r)
+    rows: list[dict[str, Any]] = []
+    first: dict[tuple[int, str], float] = {}
+    for (n, run, variant), rs in keys.items():
+        row: dict[str, Any] = {"hosts": n, "run": run, "variant": variant, "runs": len(rs)}
+        for field in ("wall_s", "cpu_s", "cpu_s_per_host", "peak_rss_mib", "changed"):
+            row[field] = statistics.median(r[field] for r in rs)
+        base = first.setdefault((n, run), row["cpu_s_per_host"])
+        row["ratio"] = round(row["cpu_s_per_host"] / base, 2) if base else None
+        rows.append(row)
+    return rows
 
 
 def main() -> int:
@@ -193,10 +281,16 @@ def main() -> int:
     ap.add_argument("--hosts", default="5,20,50", help="host counts, comma-separated")
     ap.add_argument("--forks", type=int, default=50)
     ap.add_argument("--runs", default="check,cold,warm")
+    ap.add_argument("--repeat", type=int, default=1, help="check and warm runs per variant (medians)")
+    ap.add_argument("--mitogen", default="off,on", help="off, on or off,on")
+    ap.add_argument("--baseline", type=Path, help="another collection tree, measured first")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "scale.json")
     ap.add_argument("--keep", action="store_true", help="leave the hosts running")
     a = ap.parse_args()
     counts = [int(n) for n in a.hosts.split(",")]
+    runs = a.runs.split(",")
+    trees = [a.baseline.resolve(), ROOT] if a.baseline else [ROOT]
+    todo = variants(trees, a.mitogen.split(","))
     work = ROOT / "build" / "scale"
     work.mkdir(parents=True, exist_ok=True)
     key = work / "id_ed25519"
@@ -211,41 +305,59 @@ def main() -> int:
            "imu-encoder", "1.0.0", "scale-1")  # fmt: skip
     image = json.loads((ROOT / "build" / "images.json").read_text())["ref"]
     extra = {"sidecar_stack_release_dir": str(release), "sidecar_stack_image": image}
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_FORKS": str(a.forks)}  # fmt: skip
     playbook = str(Path(sys.executable).parent / "ansible-playbook")
-    runs = {"check": ["--check"], "cold": ["--tags", "base"], "warm": ["--tags", "base"]}
     results: list[dict[str, Any]] = []
-    try:
+
+    def measure(n: int, inv: Path, run: str, variant: dict[str, Any]) -> None:
+        batches = '{"pi_rollout_batches": ["100%"]}'
+        pi_yml = str(variant["tree"] / "playbooks" / "pi.yml")
+        cmd = [playbook, pi_yml, "-i", str(inv), "-e", batches, *RUNS[run]]
+        r = measured(cmd, {**variant["env"], "ANSIBLE_FORKS": str(a.forks)}, cwd=variant["tree"])
+        changed = sum(h["changed"] for h in r["stats"].values())
+        row = {"hosts": n, "run": run, "variant": variant["name"], "forks": min(a.forks, n), "rc": r["rc"],
+               "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "cpu_s_per_host": round(r["cpu_s"] / n, 2),
+               "wall_s_per_host": round(r["wall_s"] / n, 2), "peak_rss_mib": r["peak_rss_mib"],
+               "changed": changed, "reached": len(r["stats"])}  # fmt: skip
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        if r["rc"] != 0:
+            print(r["tail"], file=sys.stderr)
+
+    def fresh(n: int) -> Path:
         hosts_down()
+        inv = work / f"hosts-{n}.json"
+        inventory(inv, hosts_up(n, key.with_suffix(".pub")), key, extra)
+        return inv
+
+    try:
         for n in counts:
-            addresses = hosts_up(n, key.with_suffix(".pub"))
-            inv = work / f"hosts-{n}.json"
-            inventory(inv, addresses, key, extra)
-            for run in a.runs.split(","):
-                batches = '{"pi_rollout_batches": ["100%"]}'
-                cmd = [playbook, "playbooks/pi.yml", "-i", str(inv), "-e", batches, *runs[run]]
-                r = measured(cmd, env)
-                changed = sum(h["changed"] for h in r["stats"].values())
-                row = {"hosts": n, "run": run, "forks": min(a.forks, n), "rc": r["rc"],
-                       "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "cpu_s_per_host": round(r["cpu_s"] / n, 2),
-                       "wall_s_per_host": round(r["wall_s"] / n, 2), "peak_rss_mib": r["peak_rss_mib"],
-                       "changed": changed, "reached": len(r["stats"])}  # fmt: skip
-                results.append(row)
-                print(json.dumps(row), flush=True)
-                if r["rc"] != 0:
-                    print(r["tail"], file=sys.stderr)
+            inv = fresh(n)
+            # check (bare hosts), then cold with the first variant, then warm: every variant on the
+            # same hosts, alternating; then cold again for each other variant, on fresh hosts.
+            for run in ("check", "warm"):
+                if run == "warm" and "cold" in runs:
+                    measure(n, inv, "cold", todo[0])
+                if run in runs:
+                    for _ in range(a.repeat):
+                        for variant in todo:
+                            measure(n, inv, run, variant)
+            if "cold" in runs:
+                for variant in todo[1:]:
+                    measure(n, fresh(n), "cold", variant)
             if not (a.keep and n == counts[-1]):
                 hosts_down()
     finally:
         if not a.keep:
             hosts_down()
-    a.out.write_text(json.dumps(results, indent=2) + "\n")
-    head = ("N", "run", "forks", "wall s", "CPU s", "CPU s/host", "peak MiB", "changed")
-    print("\n{:>4} {:<6} {:>5} {:>8} {:>8} {:>11} {:>9} {:>8}".format(*head))
-    for r in results:
-        print(f"{r['hosts']:>4} {r['run']:<6} {r['forks']:>5} {r['wall_s']:>8} {r['cpu_s']:>8} "
-              f"{r['cpu_s_per_host']:>11} {r['peak_rss_mib']:>9} {r['changed']:>8}")  # fmt: skip
+    rows = median_rows(results)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"runs": results, "medians": rows}, indent=2) + "\n")
+    head = ("N", "run", "variant", "runs", "wall s", "CPU s", "CPU s/host", "ratio", "peak MiB", "changed")
+    print("\n{:>4} {:<6} {:<17} {:>4} {:>8} {:>8} {:>10} {:>6} {:>9} {:>8}".format(*head))
+    for r in rows:
+        print(f"{r['hosts']:>4} {r['run']:<6} {r['variant']:<17} {r['runs']:>4} {r['wall_s']:>8} "
+              f"{r['cpu_s']:>8} {r['cpu_s_per_host']:>10} {r['ratio']!s:>6} {r['peak_rss_mib']:>9} "
+              f"{r['changed']:>8}")  # fmt: skip
     return 1 if any(r["rc"] != 0 for r in results) else 0
 
 

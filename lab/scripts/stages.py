@@ -73,6 +73,16 @@ def ansible_stats_env(path: Path, env: dict[str, str] | None = None) -> dict[str
     return {"ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled), "HAILO_RUN_STATS": str(path)}
 
 
+def mitogen_env() -> dict[str, str]:
+    """Settings that run ansible-playbook under Mitogen for Ansible (the venv's `mitogen` package):
+    its linear strategy, which keeps one Python interpreter per host for the whole run. Its SSH
+    and docker connections take the place of Ansible's `ssh` and `docker` by those names."""
+    found = sorted(VENV_BIN.parent.glob("lib/python3*/site-packages/ansible_mitogen/plugins/strategy"))
+    if not found:
+        raise SystemExit(f"Mitogen for Ansible is not in {VENV_BIN.parent} (make setup installs it)")
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(found[-1]), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
 def read_stats(path: Path) -> dict[str, dict[str, int]] | None:
     """host -> counts (ok, changed, failures, unreachable, skipped, rescued, ignored) of the run that
     wrote PATH; None when it wrote nothing (the run ended before its stats)."""
