@@ -3,7 +3,8 @@ CPU seconds, wall time and memory for each run, printed as a table and written a
 variant side by side with the first one (ratios of medians).
 
     python lab/scripts/scale.py [--hosts 5,20,50] [--runs check,cold,warm] [--repeat 3]
-                                [--mitogen off,on] [--baseline DIR] [--out build/scale.json]
+                                [--mitogen off,on] [--connection ssh|docker] [--baseline DIR]
+                                [--out build/scale.json]
 
 The hosts are systemd containers with sshd (hailo-lab/scale:bookworm, built here from the lab's
 host image and Debian's openssh-server) on their own network, reached over SSH as a fleet is
@@ -15,6 +16,7 @@ per N the script measures three runs:
 Each run is measured once per variant, the variants one after the other on the same hosts
 (check and warm --repeat times, alternating; cold once per variant, on fresh hosts each):
   --mitogen off,on   without and with Mitogen for Ansible (its mitogen_linear strategy)
+  --connection docker  the hosts reached as the lab's are (the lab's docker connection; Mitogen's)
   --baseline DIR     also the collection in DIR (e.g. `git archive main | tar -x -C DIR`), first
 Controller CPU is user + system time of every process the run started (its forks, ssh and ssh's
 masters, Mitogen's multiplexers), counted in a cpuacct cgroup of its own; each run opens its own
@@ -156,9 +158,14 @@ def measured(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict[str,
         cpu = end_group(group)
     rss = round(peak[0] / 1024)
     stats = read_stats(stats_file) or {}
+    module_runs: dict[str, int] = {}  # per role, summed over the hosts
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        for roles in json.loads(stats_file.read_text()).get("module_runs", {}).values():
+            for role, count in roles.items():
+                module_runs[role] = module_runs.get(role, 0) + count
     shutil.rmtree(stats_file.parent, ignore_errors=True)
     return {"rc": proc.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mib": rss,
-            "stats": stats, "tail": out[-3000:]}  # fmt: skip
+            "stats": stats, "module_runs": module_runs, "tail": out[-3000:]}  # fmt: skip
 
 
 INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
@@ -226,10 +233,19 @@ def hosts_down() -> None:
     sh("docker", "network", "rm", NETWORK, check=False)
 
 
-def inventory(path: Path, addresses: dict[str, str], key: Path, extra: dict[str, Any]) -> None:
-    hosts = {name: {"ansible_host": ip} for name, ip in addresses.items()}
+# The connection per --connection and variant: Mitogen takes the place of Ansible's `ssh` and
+# `docker` by those names; the lab's own docker connection (its runc retry) is its plain variant.
+CONNECTIONS = {("ssh", False): "ssh", ("ssh", True): "ssh",
+               ("docker", False): "synchrony.hailo_lab.docker", ("docker", True): "docker"}  # fmt: skip
+
+
+def inventory(
+    path: Path, addresses: dict[str, str], key: Path, extra: dict[str, Any], connection: str
+) -> None:
+    by_ssh = connection == "ssh"
+    hosts = {name: {"ansible_host": ip if by_ssh else name} for name, ip in addresses.items()}
     data = {"all": {"children": {"pi": {"hosts": hosts, "vars": {
-        "ansible_user": "root", "ansible_ssh_private_key_file": str(key),
+        "ansible_connection": connection, "ansible_user": "root", "ansible_ssh_private_key_file": str(key),
         # Fresh containers with fresh host keys; Mitogen reads the setting, not ssh's options.
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         "ansible_host_key_checking": False,
@@ -244,17 +260,19 @@ def variants(trees: list[Path], mitogen: list[str]) -> list[dict[str, Any]]:
     """Each collection tree with Mitogen off and/or on: its name, tree and environment."""
     out = []
     for tree in trees:
-        # A baseline tree resolves its own roles (synchrony.hailo_pipeline) and ansible.cfg.
+        # A baseline tree resolves its own roles (synchrony.hailo_pipeline) and ansible.cfg; the lab's
+        # collection (its connection and run_stats callback) is this checkout's.
         link = tree / ".ansible" / "collections" / "ansible_collections" / "synchrony" / "hailo_pipeline"
         if not link.exists():
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(tree)
+        paths = f"{tree}/.ansible/collections:{ROOT}/.ansible/collections"
         env = {**os.environ, "ANSIBLE_CONFIG": str(tree / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
-               "ANSIBLE_COLLECTIONS_PATH": str(tree / ".ansible" / "collections")}  # fmt: skip
+               "ANSIBLE_COLLECTIONS_PATH": paths}  # fmt: skip
         for mode in mitogen:
             name = ("this" if tree == ROOT else "baseline") + ("+mitogen" if mode == "on" else "")
             extra = mitogen_env() if mode == "on" else {}
-            out.append({"name": name, "tree": tree, "env": {**env, **extra}})
+            out.append({"name": name, "tree": tree, "mitogen": mode == "on", "env": {**env, **extra}})
     return out
 
 
@@ -283,6 +301,8 @@ def main() -> int:
     ap.add_argument("--runs", default="check,cold,warm")
     ap.add_argument("--repeat", type=int, default=1, help="check and warm runs per variant (medians)")
     ap.add_argument("--mitogen", default="off,on", help="off, on or off,on")
+    ap.add_argument("--connection", choices=["ssh", "docker"], default="ssh",
+                    help="ssh as a fleet, or docker as the lab's hosts")  # fmt: skip
     ap.add_argument("--baseline", type=Path, help="another collection tree, measured first")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "scale.json")
     ap.add_argument("--keep", action="store_true", help="leave the hosts running")
@@ -308,7 +328,9 @@ def main() -> int:
     playbook = str(Path(sys.executable).parent / "ansible-playbook")
     results: list[dict[str, Any]] = []
 
-    def measure(n: int, inv: Path, run: str, variant: dict[str, Any]) -> None:
+    def measure(n: int, addresses: dict[str, str], run: str, variant: dict[str, Any]) -> None:
+        inv = work / f"hosts-{n}-{variant['name']}.json"
+        inventory(inv, addresses, key, extra, CONNECTIONS[a.connection, variant["mitogen"]])
         batches = '{"pi_rollout_batches": ["100%"]}'
         pi_yml = str(variant["tree"] / "playbooks" / "pi.yml")
         cmd = [playbook, pi_yml, "-i", str(inv), "-e", batches, *RUNS[run]]
@@ -317,30 +339,30 @@ def main() -> int:
         row = {"hosts": n, "run": run, "variant": variant["name"], "forks": min(a.forks, n), "rc": r["rc"],
                "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "cpu_s_per_host": round(r["cpu_s"] / n, 2),
                "wall_s_per_host": round(r["wall_s"] / n, 2), "peak_rss_mib": r["peak_rss_mib"],
-               "changed": changed, "reached": len(r["stats"])}  # fmt: skip
+               "changed": changed, "reached": len(r["stats"]),
+               "module_runs_per_host": {k: round(v / n, 1) for k, v in sorted(r["module_runs"].items())},
+               }  # fmt: skip
         results.append(row)
         print(json.dumps(row), flush=True)
         if r["rc"] != 0:
             print(r["tail"], file=sys.stderr)
 
-    def fresh(n: int) -> Path:
+    def fresh(n: int) -> dict[str, str]:
         hosts_down()
-        inv = work / f"hosts-{n}.json"
-        inventory(inv, hosts_up(n, key.with_suffix(".pub")), key, extra)
-        return inv
+        return hosts_up(n, key.with_suffix(".pub"))
 
     try:
         for n in counts:
-            inv = fresh(n)
+            addresses = fresh(n)
             # check (bare hosts), then cold with the first variant, then warm: every variant on the
             # same hosts, alternating; then cold again for each other variant, on fresh hosts.
             for run in ("check", "warm"):
                 if run == "warm" and "cold" in runs:
-                    measure(n, inv, "cold", todo[0])
+                    measure(n, addresses, "cold", todo[0])
                 if run in runs:
                     for _ in range(a.repeat):
                         for variant in todo:
-                            measure(n, inv, run, variant)
+                            measure(n, addresses, run, variant)
             if "cold" in runs:
                 for variant in todo[1:]:
                     measure(n, fresh(n), "cold", variant)

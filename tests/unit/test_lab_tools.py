@@ -29,6 +29,7 @@ def load(name: str) -> ModuleType:
 
 summary = load("summary")
 fidelity = load("fidelity")
+stages = load("stages")
 
 SHA = "ab" * 32
 IMAGE = {"image": "127.0.0.1:5000/hailo/sidecar:0.2.0", "revision": "0123456789abcdef",
@@ -162,7 +163,8 @@ while :; do case "$1" in -u | -e | -w) shift 2 ;; -*) shift ;; *) break ;; esac;
 shift
 n=$(($(cat "$CALLS" 2>/dev/null || echo 0) + 1)); echo "$n" >"$CALLS"
 if [ "$n" -le "$FAILS" ]; then
-  cat >/dev/null
+  # Ansible's exec closes stdin after writing; Mitogen keeps it open for its bootstrap (KEEP_STDIN).
+  [ -n "$KEEP_STDIN" ] || cat >/dev/null
   printf '%s\r\n' "$MESSAGE"
   exit 126
 fi
@@ -179,11 +181,12 @@ def fake_docker(tmp_path: Path, on_path: Any, fails: int, message: str) -> dict[
 
 
 def ansible_through_fake_docker(
-    tmp_path: Path, on_path: Any, fails: int, message: str = RUNC
+    tmp_path: Path, on_path: Any, fails: int, message: str = RUNC, mitogen: bool = False
 ) -> tuple[Any, int]:
     env = {**os.environ, **fake_docker(tmp_path, on_path, fails, message),
            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "HOME": str(tmp_path)}  # fmt: skip
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "HOME": str(tmp_path),
+           **(stages.mitogen_env() if mitogen else {}), "KEEP_STDIN": "1" if mitogen else ""}  # fmt: skip
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "ansible"), "all", "-i", "lab-x,", "-v",
          "-e", "ansible_connection=synchrony.hailo_lab.docker",
@@ -201,6 +204,18 @@ def test_the_lab_connection_runs_again_an_exec_runc_did_not_start(tmp_path: Path
     assert calls == 3
     assert proc.stdout.count("runc did not start the exec") == 2, proc.stdout
     assert len((tmp_path / "retries.log").read_text().splitlines()) == 2
+
+
+def test_under_mitogen_the_lab_connection_runs_again_the_exec_that_starts_its_python(
+    tmp_path: Path, on_path: Any
+) -> None:
+    # Mitogen's docker connection starts one Python per host with one `docker exec` (ansible_mitogen
+    # connection.py, _connect_docker; mitogen/docker.py): runc's failure there is retried as well.
+    proc, calls = ansible_through_fake_docker(tmp_path, on_path, fails=2, mitogen=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ran-in-the-container" in proc.stdout
+    assert calls == 3
+    assert proc.stdout.count("runc did not start the exec") == 2, proc.stdout
 
 
 def test_the_lab_connection_gives_up_after_three_tries(tmp_path: Path, on_path: Any) -> None:

@@ -185,6 +185,49 @@ def test_the_run_stats_callback_writes_the_recaps_counts(tmp_path: Path) -> None
     assert [p.name for p in stats_file.parent.iterdir()] == ["stats.json"]  # no temporary file left
 
 
+COUNTED_ROLE = """
+- name: Three items, the second skipped
+  ansible.builtin.command: "echo {{ item }}"
+  loop: [1, 2, 3]
+  when: item != 2
+  changed_when: false
+- name: On the controller only
+  ansible.builtin.set_fact:
+    seen: true
+"""
+COUNTED_PLAY = """
+- name: Module runs per role
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: One module run outside any role
+      ansible.builtin.command: "true"
+      changed_when: false
+    - name: The role
+      ansible.builtin.include_role:
+        name: counted
+    - name: On the controller only
+      ansible.builtin.debug:
+        msg: hi
+"""
+
+
+def test_the_run_stats_callback_counts_module_runs_per_role(tmp_path: Path) -> None:
+    # What a warm run costs per host and role (docs/scale.md): each loop item that ran is one, a
+    # skipped item, an include and the controller's own actions are none.
+    (tmp_path / "roles" / "counted" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "counted" / "tasks" / "main.yml").write_text(COUNTED_ROLE)
+    (tmp_path / "play.yml").write_text(COUNTED_PLAY)
+    (tmp_path / "hosts.ini").write_text("a ansible_connection=local\n")
+    stats_file = tmp_path / "stats.json"
+    env = stages.env_with_venv(stages.ansible_stats_env(stats_file, {}))
+    env.update({"ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_ROLES_PATH": str(tmp_path / "roles")})
+    cmd = [str(stages.VENV_BIN / "ansible-playbook"), "-i", "hosts.ini", "play.yml"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(stats_file.read_text())["module_runs"] == {"a": {"play": 1, "counted": 2}}
+
+
 def test_no_path_no_file(tmp_path: Path) -> None:
     # Enabled but not told where: the run writes nothing and still succeeds.
     (tmp_path / "play.yml").write_text("- hosts: localhost\n  gather_facts: false\n  tasks: []\n")

@@ -16,16 +16,21 @@ this file first. testinfra knows the docker connection only as `docker` or commu
 lab/scripts/testinfra_lab.py tells it that this one is the same, and tests/lab/labplay.py gives
 the lab's tests testinfra's docker backend with this retry. Each retry is shown at -v and appended to
 build/docker-exec-retries.log.
+
+Under Mitogen for Ansible's strategy (lab/scripts/stages.py, mitogen_env) the same name is Mitogen's
+docker connection (ansible_mitogen mitogen_docker: one `docker exec` per host starts a Python that
+serves every task of the run), with the same retry of that exec; the inventory stays as it is.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.utils.display import Display
 
 # The options (remote_addr, remote_user, docker_extra_args, ...) are community.docker's: Ansible
@@ -89,3 +94,32 @@ class Connection(DockerConnection):
                 note_retry(self.get_option("remote_addr"), f"put {out_path}", attempt)
                 time.sleep(0.5 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def mitogen_connection() -> type:
+    """Mitogen's docker connection, its one `docker exec` (the interpreter it starts) tried up to
+    TRIES times when runc did not start it: Mitogen reports the exec's last output lines in the
+    failure (mitogen/parent.py, EofError), and a failed connection is not cached
+    (ansible_mitogen/services.py, ContextService._wait_or_start)."""
+    from ansible_mitogen.plugins.connection.mitogen_docker import Connection as MitogenDocker
+
+    # Named Connection: Ansible reads a plugin's type from its class name (ansible/plugins/__init__.py,
+    # AnsiblePlugin.plugin_type), and the options it looks up are a "connection" plugin's.
+    class Connection(MitogenDocker):  # type: ignore[misc,valid-type]
+        def _connect_stack(self, stack: Any) -> None:
+            for attempt in range(1, TRIES + 1):
+                try:
+                    return super()._connect_stack(stack)
+                except AnsibleConnectionFailure as exc:
+                    if attempt == TRIES or SIGNATURE.decode() not in str(exc):
+                        raise
+                    note_retry(self._play_context.remote_addr, "connect", attempt)
+                    time.sleep(0.5 * attempt)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    return Connection
+
+
+# The strategy is loaded before any connection: Mitogen's imports ansible_mitogen.strategy.
+if "ansible_mitogen.strategy" in sys.modules:
+    Connection = mitogen_connection()  # type: ignore[misc]

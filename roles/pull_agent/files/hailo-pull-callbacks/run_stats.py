@@ -25,7 +25,12 @@ description:
     parsing its text output.
   - >-
     The object is C({"hosts": {HOST: {"ok": N, "changed": N, "failures": N, "unreachable": N,
-    "skipped": N, "rescued": N, "ignored": N}}}).
+    "skipped": N, "rescued": N, "ignored": N}}, "module_runs": {HOST: {ROLE: N}}}).
+  - >-
+    C(module_runs) counts, per host and role (C(play) outside any role), the task results that ran
+    a module on a host (each loop item one; delegated ones too): the cost a run pays per host
+    and task. Skipped tasks and actions that run on the controller alone (set_fact, debug, assert,
+    fail, meta, include_vars, add_host, group_by, includes) are not counted.
   - The file is written to a temporary file beside it and renamed, so a reader never sees half of it.
   - Writes nothing when O(path) is not set.
 requirements:
@@ -51,6 +56,12 @@ EXAMPLES = """
 """
 
 COUNTS = ("ok", "changed", "failures", "unreachable", "skipped", "rescued", "ignored")
+# Actions that never start a module on a host.
+_LOCAL = ("set_fact", "debug", "assert", "fail", "meta", "include_vars", "add_host", "group_by")
+_INCLUDES = ("include_tasks", "include_role", "import_tasks", "import_role")
+CONTROLLER_ONLY = frozenset(
+    f"{prefix}{name}" for prefix in ("", "ansible.builtin.", "ansible.legacy.") for name in _LOCAL + _INCLUDES
+)
 
 
 class CallbackModule(CallbackBase):
@@ -58,6 +69,35 @@ class CallbackModule(CallbackBase):
     CALLBACK_TYPE = "aggregate"
     CALLBACK_NAME = "run_stats"
     CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._module_runs = {}
+
+    def _count(self, result, items=1):
+        task = result._task
+        if task.action in CONTROLLER_ONLY:
+            return
+        role = task._role.get_name(include_role_fqcn=False) if task._role else "play"
+        per_host = self._module_runs.setdefault(result._host.get_name(), {})
+        per_host[role] = per_host.get(role, 0) + items
+
+    def _on_result(self, result):
+        # A loop's result arrives once more, whole, after its items: counted by its items.
+        if not (result._task.loop or result._task.loop_with):
+            self._count(result)
+
+    def v2_runner_on_ok(self, result):
+        self._on_result(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._on_result(result)
+
+    def v2_runner_item_on_ok(self, result):
+        self._count(result)
+
+    def v2_runner_item_on_failed(self, result):
+        self._count(result)
 
     def v2_playbook_on_stats(self, stats):
         path = self.get_option("path")
@@ -71,7 +111,7 @@ class CallbackModule(CallbackBase):
         fd, tmp = tempfile.mkstemp(prefix=".run_stats.", dir=folder)
         try:
             with os.fdopen(fd, "w") as out:
-                json.dump({"hosts": hosts}, out, indent=1, sort_keys=True)
+                json.dump({"hosts": hosts, "module_runs": self._module_runs}, out, indent=1, sort_keys=True)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
