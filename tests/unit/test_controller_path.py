@@ -1,11 +1,13 @@
 """Where the roles read sources and write outputs on the controller (plugins/lookup/
 controller_path.py), run through ansible as a play runs it: from the user's working folder,
-outside the collection, with the variables set in an inventory (templated) or not at all."""
+outside the collection, with the variables set in an inventory (templated) or not at all. And no
+role or playbook finds a path by walking out of its own folder (role_path, playbook_dir)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +57,15 @@ def test_a_value_that_is_no_path_fails_naming_the_variable(tmp_path: Path) -> No
     assert "hailo_pipeline_output_dir must be a path" in run.stdout + run.stderr
     assert not (tmp_path / "build").exists()
 
+
+def test_no_role_or_playbook_walks_out_of_its_folder() -> None:
+    """Paths found from role_path or playbook_dir point inside an installed collection (or an
+    execution environment's image): sources come from controller_path's `sources`, outputs go to
+    its `output`."""
+    found = []
+    for path in sorted([*(ROOT / "roles").rglob("*"), *(ROOT / "playbooks").rglob("*")]):
+        if path.is_file() and path.suffix in (".yml", ".yaml", ".j2"):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"\b(role_path|playbook_dir)\b", line):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert found == []
