@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import standin_dfc  # the stand-in, from lab/standins (on sys.path: conftest)
 from onnx import TensorProto, helper
+from test_build_contexts import build_context
 
 from hef_compiler.cli import main
 from hef_compiler.inputs import sha256_file
@@ -398,7 +399,7 @@ def _compiler_tag(context: Path, wheels: Path, path: dict[str, str]) -> str:
 def test_the_compiler_image_tag_follows_the_wheel_and_the_sources(tmp_path: Path, on_path: Any) -> None:
     path = on_path("docker", "#!/bin/sh\n# test double of the docker CLI: no image is present\nexit 1\n")
     context = tmp_path / "context"
-    for name in ("pyproject.toml", "README.md", "sidecar_app", "hef_compiler", "images/compiler"):
+    for name in build_context("compiler"):
         src, dst = ROOT / name, context / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
