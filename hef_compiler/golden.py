@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sidecar_app.shape import CHANNELS, WINDOW_LEN
+from .shape import CHANNELS, WINDOW_LEN
 
 GOLDEN_WINDOWS = 8
 FILE = "golden.json"

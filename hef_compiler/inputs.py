@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sidecar_app.shape import CHANNELS, LATENT_DIM, WINDOW_LEN
-
 from .errors import InputError
+from .shape import CHANNELS, LATENT_DIM, WINDOW_LEN
 
 HW_ARCHS = ("hailo8", "hailo8l")
 MIN_CALIB = 64  # the Model Zoo suggests >= 1024; >= 64 works

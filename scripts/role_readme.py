@@ -58,6 +58,9 @@ def options_block(role: Path) -> str:
         out.append(f"Entry point `{entry}`: {_text(spec.get('short_description'))}.")
         if spec.get("description"):
             out += ["", _text(spec["description"])]
+        if entry != "main" and spec.get("options") == specs.get("main", {}).get("options"):
+            out += ["", "The same options as `main`.", ""]
+            continue
         out += ["", "| option | type | default | description |", "| --- | --- | --- | --- |"]
         for name, opt in _flatten(spec.get("options") or {}):
             if "default" in opt:

@@ -3,9 +3,10 @@
 # release workflow and the image tests run this script. The DFC wheel is the user's: it comes in
 # through the `dfc` build context (a folder holding exactly one hailo_dataflow_compiler-*.whl)
 # and never lands in a layer. The image is tagged IMAGE_NAME:<DFC version>-<hash[:12]>, the hash
-# over the wheel and the sources the image is built from (SOURCES below): a new wheel or changed
-# compiler sources (a collection upgrade) build again; an image of that tag already present is
-# not built again.
+# over the wheel and the sources the image is built from (SOURCES below; its build context is
+# listed once, in images/compiler/Dockerfile.dockerignore): a new wheel or changed compiler
+# sources (a collection upgrade) build again; an image of that tag already present is not built
+# again.
 #
 # Usage: images/compiler/build.sh DFC_DIR
 # Settings (environment):
@@ -32,9 +33,9 @@ mapfile -t wheels < <(find "$dfc_dir" -maxdepth 1 -name 'hailo_dataflow_compiler
 [ "${#wheels[@]}" -eq 1 ] || die "$dfc_dir must hold exactly one hailo_dataflow_compiler-*.whl (found ${#wheels[@]})"
 wheel="${wheels[0]}"
 dfc_version="$(basename "$wheel" | cut -d- -f2)"
-# What the Dockerfile copies in (compiled files excluded: a checkout may hold them, the role's
-# build context does not).
-SOURCES=(images/compiler/Dockerfile pyproject.toml README.md sidecar_app hef_compiler)
+# What the image is built from: the `!` lines of its Dockerfile.dockerignore (compiled files
+# excluded: a checkout may hold them, the role's build context does not).
+mapfile -t SOURCES < <(sed -n 's/^!//p' images/compiler/Dockerfile.dockerignore)
 digest="$({
   sha256sum "$wheel" | cut -d' ' -f1
   find "${SOURCES[@]}" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum

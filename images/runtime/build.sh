@@ -37,7 +37,8 @@ die() {
 
 if [ -z "${REVISION:-}" ] && git rev-parse HEAD >/dev/null 2>&1; then
   REVISION="$(git rev-parse HEAD)"
-  sources=(pyproject.toml README.md requirements sidecar_app hef_compiler images/runtime .dockerignore)
+  # The image's sources: the `!` lines of its Dockerfile.dockerignore.
+  mapfile -t sources < <(sed -n 's/^!//p' images/runtime/Dockerfile.dockerignore)
   if [ -n "$(git status --porcelain -- "${sources[@]}")" ]; then
     changes="$( { git diff HEAD -- "${sources[@]}"
       git ls-files --others --exclude-standard -- "${sources[@]}" | xargs -r sha256sum; } | sha256sum | cut -c1-12)"

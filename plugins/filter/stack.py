@@ -7,6 +7,8 @@ reach every verdict (tests/unit/test_stack_filters.py):
 - clock_problems: the host's clock against the controller's, the release's making and the
   release keys' validity (ssh-keygen's allowed_signers valid-after / valid-before) at that time,
   before any signature is checked;
+- rollback_plan: what a change that failed does next: put the last good state back, stop the
+  stack (nothing ran before it) or nothing (rollback off);
 - env_changes: what a rollback puts back, from the .env that failed to the last good one;
 - container_failure: why the stack's container does not serve (state, exits, memory, last log)."""
 
@@ -183,6 +185,16 @@ def _env(text: str) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in lines)}
 
 
+def rollback_plan(rollback: Any, last_good: Mapping[str, Any] | None) -> str:
+    """What rollback.yml does after a change failed on a host: "restore" (put the last good state
+    back and start it), "stop" (no last good state: nothing ran here before this change, so the
+    stack is stopped) or "none" (ROLLBACK, sidecar_stack_rollback, is off). ROLLBACK is taken as
+    Jinja's `and` takes it (its truth)."""
+    if not rollback:
+        return "none"
+    return "stop" if last_good is None else "restore"
+
+
 def env_changes(after: str, before: str) -> list[str]:
     """NAME: new -> old for each setting that differs between the .env AFTER (the one that failed)
     and BEFORE (the last good one): what a rollback puts back."""
@@ -230,6 +242,7 @@ class FilterModule:
         return {
             "setting_problems": setting_problems,
             "clock_problems": clock_problems,
+            "rollback_plan": rollback_plan,
             "env_changes": env_changes,
             "container_failure": container_failure,
         }

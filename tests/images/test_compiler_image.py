@@ -49,9 +49,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def run(image: str, work: Path, *args: str) -> Any:
-    return sh("docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-              "--security-opt", "no-new-privileges", "--network", "none",
-              "-v", f"{work / 'in'}:/in:ro", "-v", f"{work / 'out'}:/out", image,
+    return sh("bash", str(ROOT / "images/compiler/run.sh"), image, str(work / "in"), str(work / "out"),
               "--onnx", "/in/model.onnx", "--calib", "/in/calib.npy", "--version", "1.0.0",
               "--config-version", "lab-1", *args, check=False)  # fmt: skip
 

@@ -1,17 +1,30 @@
-"""Pi: HailoRT's parts at one version (and the device given to the hailo group, when the host
-has one), the sidecar container non-root on a read-only root with /models read-only, serving
-the deployed release (health: its sha256 and config version) with live metrics."""
+"""Pi: HailoRT as the hailort role's verify phase judges it (its state reader's JSON, its verdicts:
+plugins/filter/hailort.py), the device given to the hailo group when the host has one, the
+sidecar container non-root on a read-only root with /models read-only, serving the deployed
+release (health: its sha256 and config version) with live metrics."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import shlex
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import in_group, var
 
 testinfra_hosts = ["ansible://pi"]
-BINDING_VERSION = "import hailo_platform; print(hailo_platform.__version__)"
+# The hailort role installs its state reader here (roles/hailort/vars/main.yml) and judges its
+# output with these filters; the same verdicts here.
+STATE_READER = "/usr/local/libexec/hailo-state"
+_spec = importlib.util.spec_from_file_location(
+    "hailort_filter", Path(__file__).resolve().parents[2] / "plugins" / "filter" / "hailort.py"
+)
+assert _spec and _spec.loader
+hailort: Any = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hailort)
 HEALTHZ_COUNT = re.compile(
     r'^hailo_sidecar_requests_total\{code="200",endpoint="/healthz",method="GET"\} (\S+)$', re.M
 )
@@ -22,50 +35,45 @@ def _pi(host):
     in_group(host, "pi")
 
 
-def _xyz(text: str) -> str:
-    m = re.search(r"(\d+\.\d+\.\d+)", text)
-    assert m, f"no version in {text!r}"
-    return m.group(1)
+@pytest.fixture
+def hailort_state(host) -> dict[str, Any]:
+    """The reader's JSON (without the holders: the sidecar holds the device, and only root sees
+    every process)."""
+    args = [
+        "--device",
+        var(host, "hailort_device"),
+        "--driver-version-file",
+        var(host, "hailort_driver_version_file"),
+    ]
+    out = host.check_output(f"python3 {STATE_READER} {shlex.join(args)} --skip holders")
+    state: dict[str, Any] = json.loads(out)
+    return state
 
 
-def test_hailort_parts_at_one_version(host):
-    """hailortcli, the Python binding and the hailort package agree; the hailo-dkms package when it
-    is installed (hailo-all on bookworm may take the driver from the kernel); with a loaded driver,
-    its version (HailoRT compares major.minor.revision); with a device, the firmware's major.minor
-    (below). The hailort role refuses a mismatch; this proves it still holds."""
-    versions = {
-        "hailortcli": _xyz(host.check_output("hailortcli --version")),
-        "hailo_platform": _xyz(host.check_output(f"python3 -c {BINDING_VERSION!r}")),
-        "hailort package": _xyz(host.package("hailort").version),
-    }
-    if host.package("hailo-dkms").is_installed:
-        versions["hailo-dkms package"] = _xyz(host.package("hailo-dkms").version)
-    driver = host.file("/sys/module/hailo_pci/version")
-    if driver.exists:
-        versions["hailo_pci driver"] = _xyz(driver.content_string)
-    assert len(set(versions.values())) == 1, versions
+def test_hailort_as_the_role_verified_it(host, hailort_state):
+    """No problem the hailort role stops a host for: hailortcli, the Python binding and the hailort
+    package at one version, the hailo-dkms package when installed (hailo-all on bookworm may take
+    the driver from the kernel) and the module for the running kernel a DKMS build at that
+    version, the loaded driver at it (HailoRT compares major.minor.revision), no package left
+    half-configured; with a device, identify answers with the driver's firmware of the library's
+    major.minor. The role refuses a mismatch; this proves it still holds."""
+    name = host.backend.get_hostname()
+    problems = hailort.hailort_problems(
+        hailort_state, name, var(host, "hailort_device_required") is not False
+    )
+    assert problems == [], "\n".join(p["message"] for p in problems)
 
 
-def test_device_node_given_to_the_hailo_group(host, stack):
-    device = var(host, "sidecar_stack_hailo_device")
-    node = host.file(device)
-    if var(host, "hailort_device_required") is False and not node.exists:
+def test_device_node_given_to_the_hailo_group(host, stack, hailort_state):
+    device = hailort_state["device"]
+    if var(host, "hailort_device_required") is False and not device["present"]:
         # Declared device-less (e.g. the lab): the sidecar must not claim the device either.
-        assert stack.profile != "real", f"{device} is absent but the real profile is deployed"
+        assert stack.profile != "real", f"{device['path']} is absent but the real profile is deployed"
         return
-    # testinfra's File has no character-device check: test(1) has.
-    assert host.run(f"test -c {device}").rc == 0, f"{device} missing: see hailort_device_required"
-    assert node.group == var(host, "sidecar_stack_hailo_group") and node.mode == 0o660
-    identify = host.run("hailortcli fw-control identify")
-    assert identify.rc == 0, identify.stdout + identify.stderr
-    # With no device listed (no driver, or the device did not come up) it prints nothing, exit 0.
-    assert "Firmware Version:" in identify.stdout, (
-        "fw-control identify found no device (`dkms status`, `lspci`)"
-    )
-    assert (
-        _xyz(identify.stdout.split("Firmware Version:")[1]).rsplit(".", 1)[0]
-        == _xyz(host.check_output("hailortcli --version")).rsplit(".", 1)[0]
-    )
+    assert device["char"], f"{device['path']} missing: see hailort_device_required"
+    assert device["group"] == var(host, "sidecar_stack_hailo_group") and device["mode"] == "0660", device
+    # With no device listed (no driver, or the device did not come up) identify prints nothing.
+    assert hailort_state["firmware"]["version"], hailort_state["firmware"]
 
 
 def test_sidecar_non_root_read_only_with_models_read_only(host, stack):

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "roles" / "pull_agent" / "files" / "hailo-pull.py"
 COLLECTOR = ROOT / "roles" / "monitoring_agent" / "files" / "hailo-textfile.py"
+# The hailort role's state reader, which the collector runs (installed as /usr/local/libexec/hailo-state).
+HAILO_STATE = ROOT / "roles" / "hailort" / "files" / "hailo-state.py"
 PASSWORDS = {"pi-1": "pw-of-pi-1", "pi-2": "pw-of-pi-2", "pi-3": "pw-of-pi-3"}
 
 
@@ -172,12 +174,13 @@ def agent(fleet: dict[str, Path], reports: str, host: str = "pi-1", wave: int = 
 
 def exported(fleet: dict[str, Path], host: str = "pi-1") -> str:
     """What the node exporter's hailo collector (monitoring_agent) makes of the host's rollout
-    file: the text Prometheus scrapes (on a host without HailoRT's tools: an empty PATH)."""
+    file: the text Prometheus scrapes (on a host without HailoRT's tools: an empty PATH, under
+    which the hailort role's state reader finds none of them)."""
     state = fleet["tmp"] / f"state-{host}"
     out = state / "hailo.prom"
     sh(sys.executable, str(COLLECTOR), str(out), "--device", str(state / "no-device"),
        "--release", str(state / "no-release.json"), "--rollout", str(state / "rollout.json"),
-       env={"PATH": ""})  # fmt: skip
+       "--hailo-state", str(HAILO_STATE), env={"PATH": ""})  # fmt: skip
     return out.read_text()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_build_contexts import build_context
 
 ROOT = Path(__file__).resolve().parents[2]
 GALAXY = yaml.safe_load((ROOT / "galaxy.yml").read_text())
@@ -28,7 +29,8 @@ FILES = {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.md",
 FOLDERS = ("docs", "playbooks", "roles", "plugins", "sidecar_app", "hef_compiler", "images")
 # What users run or the roles build from: must be there.
 REQUIRED = ["playbooks/gpusrv.yml", "playbooks/pi.yml", "playbooks/acceptance.yml",
-            "plugins/filter/reports.py", "images/runtime/Dockerfile", "images/runtime/build.sh",
+            "plugins/filter/reports.py", "plugins/lookup/controller_path.py",
+            "images/runtime/Dockerfile", "images/runtime/build.sh",
             "images/runtime/install-hailort.sh", "images/runtime/target-pip.sh",
             "images/compiler/Dockerfile", "images/compiler/build.sh", "sidecar_app/app.py",
             "hef_compiler/cli.py", "roles/sidecar_stack/files/compose.yml"]  # fmt: skip
@@ -75,12 +77,13 @@ def test_what_the_roles_build_from_ships(members: list[str]) -> None:
 
 
 def test_the_role_build_contexts_are_in_the_tarball(members: list[str]) -> None:
-    """sidecar_image and hef_compile pack these paths from the installed collection's root."""
-    for role in ("sidecar_image", "hef_compile"):
-        for key, value in yaml.safe_load((ROOT / f"roles/{role}/vars/main.yml").read_text()).items():
-            if key.endswith("_context"):
-                absent = [p for p in value if p not in members]
-                assert absent == [], f"{role} packs {absent}, which the tarball lacks"
+    """sidecar_image and hef_compile pack the paths images/<image>/Dockerfile.dockerignore lists
+    from the installed collection's root (the lookup plugin names it): all must be there."""
+    assert "plugins/lookup/controller_path.py" in members
+    for image in ("runtime", "compiler"):
+        listed = [f"images/{image}/Dockerfile.dockerignore", *build_context(image)]
+        absent = [p for p in listed if p not in members]
+        assert absent == [], f"the {image} image's context names {absent}, which the tarball lacks"
 
 
 def test_one_version() -> None:

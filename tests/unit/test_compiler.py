@@ -3,6 +3,7 @@ documented CLI calls, the stage cache, immutable releases, and serving the compi
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import standin_dfc  # the stand-in, from lab/standins (on sys.path: conftest)
 from onnx import TensorProto, helper
+from test_build_contexts import build_context
 
 from hef_compiler.cli import main
 from hef_compiler.inputs import sha256_file
@@ -398,7 +400,7 @@ def _compiler_tag(context: Path, wheels: Path, path: dict[str, str]) -> str:
 def test_the_compiler_image_tag_follows_the_wheel_and_the_sources(tmp_path: Path, on_path: Any) -> None:
     path = on_path("docker", "#!/bin/sh\n# test double of the docker CLI: no image is present\nexit 1\n")
     context = tmp_path / "context"
-    for name in ("pyproject.toml", "README.md", "sidecar_app", "hef_compiler", "images/compiler"):
+    for name in build_context("compiler"):
         src, dst = ROOT / name, context / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -424,3 +426,72 @@ def test_the_compiler_image_tag_follows_the_wheel_and_the_sources(tmp_path: Path
     standin_dfc.wheel(wheels, version="3.33.1")
     (wheels / f"hailo_dataflow_compiler-{standin_dfc.VERSION}-py3-none-any.whl").unlink()
     assert _compiler_tag(context, wheels, path).startswith("hailo-compiler:3.33.1-")
+
+
+# images/compiler/run.sh: the one way to run the compiler image (the role, the release workflow and
+# the image tests), with a docker CLI double that writes down its arguments, one a line.
+DOCKER_LOG = (
+    '#!/bin/sh\n# test double of the docker CLI: records its arguments\nprintf "%s\\n" "$@" >"$DOCKER_ARGS"\n'
+)
+
+
+def _run_compiler(tmp_path: Path, on_path: Any, *args: str, **env: str) -> tuple[int, list[str] | None, str]:
+    log = tmp_path / "docker-args"
+    run = subprocess.run(["bash", str(ROOT / "images/compiler/run.sh"), *args], cwd=tmp_path,
+                         env={**os.environ, **on_path("docker", DOCKER_LOG), "DOCKER_ARGS": str(log), **env},
+                         capture_output=True, text=True)  # fmt: skip
+    return run.returncode, log.read_text().splitlines() if log.exists() else None, run.stderr
+
+
+def test_the_compiler_runs_without_network_or_privileges(tmp_path: Path, on_path: Any) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    # What follows OUT_DIR goes to hailo-compile, after the image: a "--privileged" there is an
+    # argument hailo-compile refuses, never an option docker takes.
+    rc, argv, err = _run_compiler(tmp_path, on_path, "hailo-compiler:3.33.0-abc", "in", "out",
+                                  "--onnx", "/in/m.onnx", "--privileged", RUN_USER="10001:10001")  # fmt: skip
+    assert rc == 0, err
+    assert argv is not None and argv[0] == "run"
+    image = argv.index("hailo-compiler:3.33.0-abc")
+    docker_opts, compiler_args = argv[1:image], argv[image + 1 :]
+    assert compiler_args == ["--onnx", "/in/m.onnx", "--privileged"]
+    pairs = set(itertools.pairwise(docker_opts))
+    assert {("--network", "none"), ("--cap-drop", "ALL"), ("--security-opt", "no-new-privileges"),
+            ("--tmpfs", "/tmp"), ("--user", "10001:10001")} <= pairs  # fmt: skip
+    assert {"--rm", "--read-only"} <= set(docker_opts)
+    # Bind mounts with absolute paths (a relative one would name a volume); only /out writable.
+    mounts = [docker_opts[i + 1] for i, opt in enumerate(docker_opts) if opt == "-v"]
+    assert mounts == [f"{tmp_path / 'in'}:/in:ro", f"{tmp_path / 'out'}:/out"]
+    assert not {"--privileged", "--cap-add", "--network=host", "--device"} & set(docker_opts)
+
+
+def test_the_compiler_runs_as_the_images_user_unless_told(tmp_path: Path, on_path: Any) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    rc, argv, err = _run_compiler(tmp_path, on_path, "img", "in", "out")
+    assert rc == 0, err
+    assert argv is not None and "--user" not in argv
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (("img", "in"), {}, "usage:"),
+    (("img", "in", "missing"), {}, "OUT_DIR missing is not a folder"),
+    (("img", "missing", "out"), {}, "IN_DIR missing is not a folder"),
+    (("img", "in", "out"), {"RUN_USER": "root"}, "RUN_USER=root is not uid:gid"),
+])  # fmt: skip
+def test_bad_arguments_exit_2_before_docker_runs(
+    tmp_path: Path, on_path: Any, args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    rc, argv, err = _run_compiler(tmp_path, on_path, *args, **env)
+    assert (rc, argv) == (2, None) and says in err
+
+
+def test_the_sandbox_options_are_written_once() -> None:
+    """The role and the release workflow run the compiler through run.sh, not a docker run of their own."""
+    role = (ROOT / "roles/hef_compile/tasks/model.yml").read_text()
+    workflow = (ROOT / ".github/workflows/release.yml").read_text()
+    assert "images/compiler/run.sh" in role and "no-new-privileges" not in role
+    compile_job = workflow.split("\n  compile:", 1)[1].split("\n  parity:", 1)[0]
+    assert "images/compiler/run.sh" in compile_job and "docker run" not in compile_job

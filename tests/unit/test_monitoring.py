@@ -41,6 +41,8 @@ ROLE = ROOT / "roles" / "monitoring"
 TESTS = ROOT / "tests" / "monitoring"
 RECORDED = TESTS / "recorded"
 COLLECTOR = ROOT / "roles" / "monitoring_agent" / "files" / "hailo-textfile.py"
+# The hailort role's state reader, which the collector runs (installed as /usr/local/libexec/hailo-state).
+HAILO_STATE = ROOT / "roles" / "hailort" / "files" / "hailo-state.py"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -691,30 +693,21 @@ def collect(
     *args: str,
     desired: Path | None = None,
     release: dict[str, Any] | None = None,
+    reader: Path = HAILO_STATE,
+    rc: int = 0,
 ) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Runs the collector as its timer does; its output, checked by promtool (the node exporter's
-    parser), as {metric: [(labels, value)]}."""
+    """Runs the collector as its timer does (with the hailort role's state reader READER: on this
+    machine, which has no HailoRT); its output, checked by promtool (the node exporter's parser),
+    as {metric: [(labels, value)]}."""
     release_file = tmp_path / "release.json"
     if release is not None:
         release_file.write_text(json.dumps(release))
     out = tmp_path / "textfile" / "hailo.prom"
-    subprocess.run(
-        [
-            sys.executable,
-            str(COLLECTOR),
-            str(out),
-            "--device",
-            str(tmp_path / "hailo0"),
-            "--release",
-            str(release_file),
-            "--rollout",
-            str(rollout),
-            "--desired",
-            str(desired or tmp_path / "no-desired.json"),
-            *args,
-        ],
-        check=True,
-    )
+    argv = [sys.executable, str(COLLECTOR), str(out), "--device", str(tmp_path / "hailo0"),
+            "--release", str(release_file), "--rollout", str(rollout),
+            "--desired", str(desired or tmp_path / "no-desired.json"),
+            "--hailo-state", str(reader), *args]  # fmt: skip
+    assert subprocess.run(argv, check=False).returncode == rc
     text = out.read_text()
     lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
@@ -759,6 +752,43 @@ def test_the_hailo_collector_writes_the_hosts_state(tmp_path: Path) -> None:
         ({"model": "imu-encoder", "version": "1.2.0", "config_version": "lab-C"}, 1.0)
     ]
     assert "hailo_host_rollout_target_info" not in m and "hailo_host_pull_agent_enabled" not in m
+
+
+def test_the_collector_exports_the_hailort_state_the_reader_prints(tmp_path: Path) -> None:
+    """A healthy Pi's state as the reader prints it (tests/unit/hailort_states/healthy.json): each
+    part's version, one version, the node present with mode 0660; the reader is asked for no
+    device control (no fw-control identify every minute) and no holders."""
+    recorded = ROOT / "tests" / "unit" / "hailort_states" / "healthy.json"
+    asked = tmp_path / "asked"
+    reader = tmp_path / "hailo-state"
+    reader.write_text(
+        "import sys\n"
+        f"open({str(asked)!r}, 'w').write(' '.join(sys.argv[1:]))\n"
+        f"print(open({str(recorded)!r}).read())\n"
+    )
+    m = collect(tmp_path, RECORDED / "rollout-push.json", reader=reader)
+    assert sorted((s["part"], s["version"]) for s, _ in m["hailo_host_hailort_version_info"]) == [
+        ("binding", "4.23.0"), ("driver", "4.23.0"), ("library", "4.23.0"), ("package", "4.23.0"),
+    ]  # fmt: skip
+    assert m["hailo_host_hailort_versions_agree"] == [({}, 1.0)]
+    assert m["hailo_host_device_present"] == [({}, 1.0)] and m["hailo_host_device_mode"] == [({}, 432.0)]
+    assert asked.read_text() == f"--device {tmp_path / 'hailo0'} --skip firmware,holders,dkms"
+    stale = json.loads(recorded.read_text())
+    stale["module"]["loaded_version"] = "4.22.0"
+    recorded = tmp_path / "stale.json"
+    recorded.write_text(json.dumps(stale))
+    reader.write_text(f"print(open({str(recorded)!r}).read())\n")
+    m = collect(tmp_path, RECORDED / "rollout-push.json", reader=reader)
+    assert m["hailo_host_hailort_versions_agree"] == [({}, 0.0)]
+    assert ({"part": "driver", "version": "4.22.0"}, 1.0) in m["hailo_host_hailort_version_info"]
+
+
+def test_without_the_state_reader_the_rest_is_written_and_the_run_fails(tmp_path: Path) -> None:
+    """The hailort role has not installed the reader (or it breaks): no HailoRT or device series
+    (nothing invented), the release and rollout still exported, exit 1 for systemd to show."""
+    m = collect(tmp_path, RECORDED / "rollout-push.json", reader=tmp_path / "no-such-reader", rc=1)
+    assert m["hailo_host_rollout_result"] == [({"result": "deployed"}, 1.0)]
+    assert not {"hailo_host_hailort_versions_agree", "hailo_host_device_present"} & set(m)
 
 
 def test_the_collector_reads_a_push_rollout_and_a_pull_agent_without_target(tmp_path: Path) -> None:

@@ -22,8 +22,12 @@ ROW = re.compile(r"^\| `([^`]+)` \| ([^|]+) \| (.*?) \| (.*) \|$")
 
 
 def _spec(role: str) -> dict[str, Any]:
+    """Every entry point's options (main; _common has one per tasks file, an option shared by
+    several entry points described the same in each)."""
     specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
-    options: dict[str, Any] = specs["argument_specs"]["main"]["options"]
+    options: dict[str, Any] = {}
+    for entry in specs["argument_specs"].values():
+        options.update(entry.get("options") or {})
     return options
 
 

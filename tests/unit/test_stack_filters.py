@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("stack", ROOT / "plugins" / "filter" / "stack.py")
 assert _spec and _spec.loader
@@ -84,6 +86,32 @@ def test_env_changes_name_what_a_rollback_puts_back():
         "NEW 1 -> (unset)",
     ]
     assert stack.env_changes(good, good) == []
+
+
+def test_rollback_plan_says_what_a_failed_change_does_next():
+    """From the on-call engineer's side: a host with a last good state gets it back; the first
+    deploy on a host (no last-good.json) is stopped rather than left crash-looping; with
+    sidecar_stack_rollback off nothing is done, whatever the host holds."""
+    last_good = {"env": "MAX_BATCH=64\n", "compose": "services: {}\n", "pointer": "p", "release": {}}
+    assert stack.rollback_plan(True, last_good) == "restore"
+    assert stack.rollback_plan(True, None) == "stop"
+    assert stack.rollback_plan(False, last_good) == "none"
+    assert stack.rollback_plan(False, None) == "none"
+    # An empty last good state is still one (a file was read): put it back, never stop.
+    assert stack.rollback_plan(True, {}) == "restore"
+
+
+def test_rollback_tasks_run_on_the_plan_one_branch_each():
+    """rollback.yml puts the last good state back or stops the stack on the plan's two values, so
+    the two can never both run nor both be skipped when rollback is on."""
+    tasks = yaml.safe_load((ROOT / "roles" / "sidecar_stack" / "tasks" / "rollback.yml").read_text())
+    whens = [str(t.get("when", "")) for t in tasks]
+    plan = [w for w in whens if "_sidecar_stack_rollback_plan" in w]
+    values = sorted(w.split("==")[1].strip().strip("'\"") for w in plan)
+    assert values == sorted({stack.rollback_plan(True, {}), stack.rollback_plan(True, None)})
+    rolevars = yaml.safe_load((ROOT / "roles" / "sidecar_stack" / "vars" / "main.yml").read_text())
+    assert "rollback_plan(__sidecar_stack_last_good)" in rolevars["_sidecar_stack_rollback_plan"]
+    assert "sidecar_stack_rollback" in rolevars["_sidecar_stack_rollback_plan"].split("|")[0]
 
 
 def test_container_failure_from_dockers_state_and_events():

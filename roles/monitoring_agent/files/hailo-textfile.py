@@ -5,6 +5,12 @@ every minute; writes OUT atomically (a temporary file renamed over it), reads on
   hailo-textfile.py OUT [--device /dev/hailo0] [--release /opt/hailo-sidecar/release.json]
                         [--desired /opt/hailo-sidecar/desired.json]
                         [--rollout /var/lib/hailo-pipeline/rollout.json] [--pull-agent]
+                        [--hailo-state /usr/local/libexec/hailo-state]
+
+HailoRT's parts and the device node come from the hailort role's state reader (--hailo-state, its
+JSON: roles/hailort/files/hailo-state.py), run without the parts that touch the device (firmware,
+holders); when it cannot be read, those series are left out, the rest is written and the run
+exits 1 (systemctl status hailo-textfile says why).
 
 Metrics (one host each):
   hailo_host_hailort_version_info{part, version}  library (hailortcli), binding (python3-hailort),
@@ -31,8 +37,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
-import stat
 import subprocess
 import sys
 import tempfile
@@ -40,29 +44,39 @@ import time
 from pathlib import Path
 from typing import Any
 
-VERSION = re.compile(r"(\d+\.\d+\.\d+)")
+HAILO_STATE = Path("/usr/local/libexec/hailo-state")
 
 
-def run(argv: list[str]) -> str:
+def hailort_state(reader: Path, device: Path) -> dict[str, Any] | None:
+    """The state reader's JSON, without the parts that touch the device; None (said on stderr) when
+    it cannot be run or prints no JSON object."""
+    argv = [sys.executable, str(reader), "--device", str(device), "--skip", "firmware,holders,dkms"]
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        data = json.loads(run.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+        print(f"hailo-textfile: cannot read the HailoRT state ({reader}): {e}", file=sys.stderr)
+        return None
+    if run.returncode != 0 or not isinstance(data, dict):
+        print(f"hailo-textfile: {reader} failed: {run.stderr.strip()}", file=sys.stderr)
+        return None
+    return data
 
 
-def first_version(text: str) -> str | None:
-    m = VERSION.search(text or "")
-    return m.group(1) if m else None
+def versions(state: dict[str, Any]) -> dict[str, str]:
+    """The parts found and their versions: library (hailortcli), binding, package (hailort, in
+    whatever state dpkg has it), driver (the loaded hailo_pci)."""
 
+    def part(name: str) -> dict[str, Any]:
+        value = state.get(name)
+        return value if isinstance(value, dict) else {}
 
-def versions() -> dict[str, str]:
     found = {
-        "library": first_version(run(["hailortcli", "--version"])),
-        "binding": first_version(run(["python3", "-c", "import hailo_platform as h; print(h.__version__)"])),
-        "package": first_version(run(["dpkg-query", "-W", "-f", "${Version}", "hailort"])),
+        "library": part("library").get("version"),
+        "binding": part("binding").get("version"),
+        "package": (part("packages").get("hailort") or {}).get("upstream"),
+        "driver": part("module").get("loaded_version"),
     }
-    driver = Path("/sys/module/hailo_pci/version")
-    found["driver"] = first_version(driver.read_text()) if driver.is_file() else None
     return {k: v for k, v in found.items() if v}
 
 
@@ -129,30 +143,34 @@ def rollout_lines(rollout: dict[str, Any]) -> list[str]:
     return out
 
 
-def lines(
-    device: Path, release_file: Path, rollout_file: Path, desired_file: Path, pull_agent: bool
-) -> list[str]:
+def hailort_lines(state: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    found = versions()
+    found = versions(state)
     out.append("# HELP hailo_host_hailort_version_info The HailoRT parts found on this host, by version.")
     out.append("# TYPE hailo_host_hailort_version_info gauge")
     out += [
-        f'hailo_host_hailort_version_info{{part="{p}",version="{v}"}} 1' for p, v in sorted(found.items())
+        f'hailo_host_hailort_version_info{{part="{p}",version="{label(v)}"}} 1'
+        for p, v in sorted(found.items())
     ]
     out.append("# HELP hailo_host_hailort_versions_agree 1 when every HailoRT part found is one version.")
     out.append("# TYPE hailo_host_hailort_versions_agree gauge")
     out.append(f"hailo_host_hailort_versions_agree {1 if len(set(found.values())) <= 1 else 0}")
-    try:
-        st = device.stat()
-        present, mode = stat.S_ISCHR(st.st_mode), stat.S_IMODE(st.st_mode)
-    except OSError:
-        present, mode = False, 0
+    device = state.get("device") or {}
+    present = bool(device.get("char"))
+    mode = int(device["mode"], 8) if present and device.get("mode") else 0
     out.append("# HELP hailo_host_device_present 1 when the Hailo device node exists.")
     out.append("# TYPE hailo_host_device_present gauge")
     out.append(f"hailo_host_device_present {1 if present else 0}")
     out.append("# HELP hailo_host_device_mode The device node's permission bits (0660 is 432).")
     out.append("# TYPE hailo_host_device_mode gauge")
     out.append(f"hailo_host_device_mode {mode}")
+    return out
+
+
+def lines(
+    state: dict[str, Any] | None, release_file: Path, rollout_file: Path, desired_file: Path, pull_agent: bool
+) -> list[str]:
+    out = hailort_lines(state) if state is not None else []
     record = read_json(release_file)
     current = record.get("current") or {}
     if isinstance(current, dict) and current:
@@ -193,15 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--desired", type=Path, default=Path("/opt/hailo-sidecar/desired.json"))
     ap.add_argument("--rollout", type=Path, default=Path("/var/lib/hailo-pipeline/rollout.json"))
     ap.add_argument("--pull-agent", action="store_true", help="this host runs the pull agent")
+    ap.add_argument("--hailo-state", type=Path, default=HAILO_STATE, help="the hailort role's state reader")
     a = ap.parse_args(argv)
-    text = "\n".join(lines(a.device, a.release, a.rollout, a.desired, a.pull_agent)) + "\n"
+    state = hailort_state(a.hailo_state, a.device)
+    text = "\n".join(lines(state, a.release, a.rollout, a.desired, a.pull_agent)) + "\n"
     a.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".hailo-textfile.", dir=a.out.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, a.out)
-    return 0
+    return 0 if state is not None else 1
 
 
 if __name__ == "__main__":
