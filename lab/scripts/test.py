@@ -15,8 +15,12 @@ Compose checks; Molecule's scenarios. The lab group proves the playbooks on the 
   4. rollouts: a release that fails its smoke stops at the canary and is rolled back, a good one
      reaches every Pi (tests/lab/rollout)
   5. pull mode: a Pi's agent applies a signed tag from GPUSrv's fleet repository and refuses an
-     unsigned one and an older one (tests/lab/pull)
-  6. `make lab-down`
+     unsigned one and an older one (tests/lab/pull), on lab-pi-trixie, while the fault drills of
+     one Pi run on lab-pi-bookworm (tests/lab/drills: bad settings, a wrong clock, a change that
+     does not come up, power lost during a rollout, a reboot, a full disk, dpkg interrupted)
+  6. the fault drills of the fleet, on both Pis: the registry down, a Pi off the network in its
+     batch, a first deploy that does not come up (docs/reliability.md)
+  7. `make lab-down`
 Prints the time per stage and a closing summary (the failed stages' reports again above it).
 
   test.py [all]                   everything, as CI runs it
@@ -46,6 +50,15 @@ GPUSRV_CHECKS = [
     "tests/lab/converged/test_gpusrv_guards.py",
     "tests/lab/converged/test_release_key.py",
 ]
+# The fault drills (tests/lab/drills) on lab-pi-bookworm alone, in this order (each starts where
+# the one before left the Pi), and those that need both Pis.
+ONE_PI_DRILLS = [
+    "tests/lab/drills/test_settings.py",
+    "tests/lab/drills/test_power.py",
+    "tests/lab/drills/test_disk.py",
+    "tests/lab/drills/test_dpkg.py",
+]
+FLEET_DRILLS = ["tests/lab/drills/test_fleet.py"]
 
 
 def tracked(*patterns: str) -> list[str]:
@@ -108,7 +121,9 @@ def lab(r: Runner) -> bool:
         ok = infra(r)
         ok = r.together(partial(gpusrv_side, r), partial(pi_side, r)) and ok
         ok = r.pytest("lab: rollouts", "tests/lab/rollout") and ok
-        ok = r.pytest("lab: pull mode", "tests/lab/pull") and ok
+        # Pull mode works on lab-pi-trixie (and GPUSrv), the one-Pi drills on lab-pi-bookworm.
+        ok = r.together(partial(pull_mode, r), partial(one_pi_drills, r)) and ok
+        ok = r.pytest("lab: drills, the fleet", *FLEET_DRILLS) and ok
     if not ok and (LAB / "logs").is_dir():
         kept = ROOT / "build" / "lab-logs"
         shutil.rmtree(kept, ignore_errors=True)
@@ -121,6 +136,14 @@ def lab(r: Runner) -> bool:
         count = len(retries.read_text().splitlines())
         r.say(f"lab: {count} docker exec(s) that runc did not start were run again (build/{retries.name})")
     return ok
+
+
+def pull_mode(r: Runner) -> bool:
+    return r.pytest("lab: pull mode", "tests/lab/pull")
+
+
+def one_pi_drills(r: Runner) -> bool:
+    return r.pytest("lab: drills, one Pi", *ONE_PI_DRILLS)
 
 
 def gpusrv_side(r: Runner) -> bool:
