@@ -15,16 +15,18 @@ Compose checks; Molecule's scenarios. The lab group proves the playbooks on the 
   4. rollouts: a release that fails its smoke stops at the canary and is rolled back, a good one
      reaches every Pi (tests/lab/rollout)
   5. pull mode: a Pi's agent applies a signed tag from GPUSrv's fleet repository and refuses an
-     unsigned one and an older one (tests/lab/pull), on lab-pi-trixie, while the fault drills of
-     one Pi run on lab-pi-bookworm (tests/lab/drills: bad settings, a wrong clock, a change that
-     does not come up, power lost during a rollout, a reboot, a full disk, dpkg interrupted)
-  6. the fault drills of the fleet, on both Pis: the registry down, a Pi off the network in its
-     batch, a first deploy that does not come up (docs/reliability.md)
-  7. `make lab-down`
+     unsigned one and an older one (tests/lab/pull)
+  6. `make lab-down`
+The fault drills (tests/lab/drills, docs/reliability.md) are not in that plan yet: `test.py drills`
+runs them on a lab brought up with `make lab` (left up): those of one Pi on lab-pi-bookworm (bad
+settings, a wrong clock, a change that does not come up, power lost during a rollout, a reboot, a
+full disk, dpkg interrupted), then those of the fleet on both Pis (the registry down, a Pi off the
+network in its batch, a first deploy that does not come up).
 Prints the time per stage and a closing summary (the failed stages' reports again above it).
 
   test.py [all]                   everything, as CI runs it
   test.py lint|unit|images|lab|galaxy  one stage or group
+  test.py drills                  the fault drills, on a lab left up by `make lab`
   test.py molecule-oldest         the default scenario on the oldest supported ansible-core
   test.py infra [INVENTORY]       the testinfra suite against an inventory (default the lab's)
   test.py molecule [SCENARIO]     every Molecule scenario, or one
@@ -121,9 +123,7 @@ def lab(r: Runner) -> bool:
         ok = infra(r)
         ok = r.together(partial(gpusrv_side, r), partial(pi_side, r)) and ok
         ok = r.pytest("lab: rollouts", "tests/lab/rollout") and ok
-        # Pull mode works on lab-pi-trixie (and GPUSrv), the one-Pi drills on lab-pi-bookworm.
-        ok = r.together(partial(pull_mode, r), partial(one_pi_drills, r)) and ok
-        ok = r.pytest("lab: drills, the fleet", *FLEET_DRILLS) and ok
+        ok = r.pytest("lab: pull mode", "tests/lab/pull") and ok
     if not ok and (LAB / "logs").is_dir():
         kept = ROOT / "build" / "lab-logs"
         shutil.rmtree(kept, ignore_errors=True)
@@ -138,12 +138,11 @@ def lab(r: Runner) -> bool:
     return ok
 
 
-def pull_mode(r: Runner) -> bool:
-    return r.pytest("lab: pull mode", "tests/lab/pull")
-
-
-def one_pi_drills(r: Runner) -> bool:
-    return r.pytest("lab: drills, one Pi", *ONE_PI_DRILLS)
+def drills(r: Runner) -> bool:
+    """The fault drills on a lab left up by `make lab` (not yet in everything()'s plan): those of
+    one Pi, then those of the fleet (they need both Pis serving, as the one-Pi drills leave them)."""
+    ok = r.pytest("lab: drills, one Pi", *ONE_PI_DRILLS)
+    return r.pytest("lab: drills, the fleet", *FLEET_DRILLS) and ok
 
 
 def gpusrv_side(r: Runner) -> bool:
@@ -224,6 +223,7 @@ def main(argv: list[str]) -> int:
         "molecule": lambda: molecule(runner, arg),
         "molecule-oldest": lambda: molecule_oldest(runner),
         "galaxy": lambda: galaxy(runner),
+        "drills": lambda: drills(runner),
     }
     if what not in stages:
         print(__doc__, file=sys.stderr)
