@@ -18,15 +18,15 @@ Compose checks; Molecule's scenarios. The lab group proves the playbooks on the 
      unsigned one and an older one (tests/lab/pull)
   6. `make lab-down`
 The fault drills (tests/lab/drills, docs/reliability.md) are not in that plan yet: `test.py drills`
-runs them on a lab brought up with `make lab` (left up): those of one Pi on lab-pi-bookworm (bad
-settings, a wrong clock, a change that does not come up, power lost during a rollout, a reboot, a
-full disk, dpkg interrupted), then those of the fleet on both Pis (the registry down, a Pi off the
-network in its batch, a first deploy that does not come up).
+runs them on a lab left up after `make lab` and the rollout tests (both Pis serve release C): those
+of one Pi on lab-pi-bookworm (bad settings, a wrong clock, a change that does not come up, power
+lost during a rollout, a reboot, a full disk, dpkg interrupted), then those of the fleet on both
+Pis (a Pi off the network in its batch, a first deploy that does not come up, the registry down).
 Prints the time per stage and a closing summary (the failed stages' reports again above it).
 
   test.py [all]                   everything, as CI runs it
   test.py lint|unit|images|lab|galaxy  one stage or group
-  test.py drills                  the fault drills, on a lab left up by `make lab`
+  test.py drills                  the fault drills, on a lab left up after the rollout tests
   test.py molecule-oldest         the default scenario on the oldest supported ansible-core
   test.py infra [INVENTORY]       the testinfra suite against an inventory (default the lab's)
   test.py molecule [SCENARIO]     every Molecule scenario, or one
@@ -139,8 +139,9 @@ def lab(r: Runner) -> bool:
 
 
 def drills(r: Runner) -> bool:
-    """The fault drills on a lab left up by `make lab` (not yet in everything()'s plan): those of
-    one Pi, then those of the fleet (they need both Pis serving, as the one-Pi drills leave them)."""
+    """The fault drills on a lab left up after the rollout tests (not yet in everything()'s plan):
+    those of one Pi, then those of the fleet (they need both Pis serving, as the one-Pi drills
+    leave them)."""
     ok = r.pytest("lab: drills, one Pi", *ONE_PI_DRILLS)
     return r.pytest("lab: drills, the fleet", *FLEET_DRILLS) and ok
 
