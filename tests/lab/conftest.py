@@ -1,6 +1,7 @@
 """The lab's tests run against the lab's hosts (lab/inventory) after the steps of the test
 command's lab stage (lab/scripts/test.py): bare/ on the hosts as `lab.py hosts` leaves them, converged/
-after `make lab`, rollout/ last (it changes the release the Pis serve)."""
+after `make lab`, then rollout/ (it changes the release the Pis serve) and pull/; drills/ (faults
+injected into the Pis, each repaired) after them, by `lab/scripts/test.py drills`."""
 
 from __future__ import annotations
 

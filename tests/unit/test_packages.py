@@ -62,3 +62,49 @@ def test_against_this_hosts_dpkg() -> None:
         ["dpkg-query", "--show", "--showformat=${Version}", "dpkg"], capture_output=True, text=True
     )
     assert packages.dpkg_versions(run.stdout) == {"dpkg": version.stdout}
+
+
+def test_a_held_package_unpacked_and_not_configured_is_held_again_once_configured(tmp_path: Path) -> None:
+    """Power lost between apt's unpack and configure passes of a HailoRT upgrade, with this
+    machine's dpkg in a database of the test's own: the unpack takes the hold away (dpkg sets what it
+    unpacks to "install": src/main/unpack.c, process_archive, `pkg_set_want(pkg, PKG_WANT_INSTALL)`),
+    so the package is "iU", `dpkg --audit` lists it (what makes the hailort role run `dpkg
+    --configure -a`), and it is neither installed nor to hold for the filters. Once configured it
+    is "ii": the role's hold step holds it again (tests/lab/drills/test_dpkg.py on the lab)."""
+    control = tmp_path / "pkg" / "DEBIAN"
+    control.mkdir(parents=True)
+    (control / "control").write_text(
+        "Package: hailo-drill\nVersion: 4.23.0-1\nArchitecture: all\nMaintainer: lab <lab@example.org>\n"
+        "Description: a package to interrupt\n"
+    )
+    deb = tmp_path / "hailo-drill.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(control.parent), str(deb)],
+                   check=True, capture_output=True)  # fmt: skip
+    admin, root = tmp_path / "admin", tmp_path / "root"
+    for d in (admin / "updates", admin / "info", root):
+        d.mkdir(parents=True)
+    (admin / "status").touch()
+    dpkg = ["dpkg", "--force-not-root", "--force-script-chrootless", f"--admindir={admin}",
+            f"--instdir={root}", "--log=/dev/null"]  # fmt: skip
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        out = subprocess.run([*dpkg, *args], input=stdin, check=True, capture_output=True, text=True)
+        return out.stdout
+
+    def state() -> str:
+        return subprocess.run(["dpkg-query", f"--admindir={admin}", "--show", FMT, "hailo-drill"],
+                              check=True, capture_output=True, text=True).stdout  # fmt: skip
+
+    run("--install", str(deb))
+    run("--set-selections", stdin="hailo-drill hold\n")
+    assert state().split()[0] == "hi"
+    assert packages.dpkg_unheld(state(), ["hailo-drill"]) == []
+    run("--unpack", str(deb))
+    assert state().split()[0] == "iU"
+    assert "unpacked but not yet configured" in run("--audit")
+    assert packages.dpkg_missing(state(), ["hailo-drill=4.23.0-1"]) == ["hailo-drill=4.23.0-1"]
+    assert packages.dpkg_unheld(state(), ["hailo-drill"]) == []
+    run("--configure", "-a")
+    assert state().split()[0] == "ii" and run("--audit") == ""
+    assert packages.dpkg_missing(state(), ["hailo-drill=4.23.0-1"]) == []
+    assert packages.dpkg_unheld(state(), ["hailo-drill"]) == ["hailo-drill"]

@@ -107,12 +107,11 @@ def test_a_host_gone_unreachable_is_named_in_the_summary() -> None:
     )
     assert lines[2].startswith("pi-3: FAILED before the stack: Release lab-B failed")
     assert lines[3].startswith("pi-4: not reached")
-    rolled = {"release": A, "failed_release": B, "rolled_back": True, "healthy": True, "path": "restart",
+    # As roles/sidecar_stack/tasks/rollback.yml records it (no path: the change did not go through).
+    rolled = {"release": A, "failed_release": B, "rolled_back": True, "healthy": True, "stopped": False,
               "restored": ["SIDECAR_MEM_LIMIT 24m -> 512m"]}  # fmt: skip
     (line,) = reports.rollout_lines(reports.rollout_report([hv("pi-5", sidecar_stack_result=rolled)]))
-    assert line.startswith(
-        "pi-5: rolled back from lab-B (restart) (put back: SIDECAR_MEM_LIMIT 24m -> 512m), healthy"
-    )
+    assert line.startswith("pi-5: rolled back from lab-B (put back: SIDECAR_MEM_LIMIT 24m -> 512m), healthy")
 
 
 def test_a_host_the_preflight_refused_is_named_refused_not_unreachable() -> None:

@@ -1,7 +1,7 @@
 """The sidecar_stack role's order of writes, read from its task files as Ansible runs them, from the
 on-call engineer's side: what the disk holds after a power cut at any point, which files a failed
 image pull leaves as they were, and two runs at once on one host (files/release-lock.py run as the
-host runs it). (The power cut itself needs the lab: the drills on branch wt/drills.)"""
+host runs it). (The power cut itself needs the lab: tests/lab/drills.)"""
 
 from __future__ import annotations
 
