@@ -308,4 +308,6 @@ def test_the_run_stats_callback_writes_what_the_agent_reads(tmp_path: Path) -> N
         "rescued": 0,
         "ignored": 0,
     }
-    assert json.loads(stats.read_text()) == {"hosts": {"pi-1": counts}}
+    # module_runs (scale.py's per-role counts) beside them: the two tasks that ran a module, the
+    # skipped one not; tasks outside a role count under "play".
+    assert json.loads(stats.read_text()) == {"hosts": {"pi-1": counts}, "module_runs": {"pi-1": {"play": 2}}}
