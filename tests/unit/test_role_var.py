@@ -51,6 +51,16 @@ def test_a_templated_default_or_an_unknown_name_fails_naming_it(tmp_path: Path) 
     assert run.returncode != 0 and "sidecar_stack_no_such_thing has no default" in run.stdout
 
 
+def test_a_host_that_sets_a_variable_with_a_templated_default_gets_its_value(tmp_path: Path) -> None:
+    """The host's value wins before the role's default is read: a templated default refuses only
+    a host that leaves the variable unset ("set X instead" to a host that did set it)."""
+    state_file = {"sidecar_stack_state_file": "/srv/sidecar/release.json"}
+    run = _query(tmp_path, ["sidecar_stack_state_file"], state_file)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = json.loads(run.stdout[run.stdout.index("{") :])["plays"][0]["tasks"][0]["hosts"]["h"]["msg"]
+    assert json.loads(out) == ["/srv/sidecar/release.json"]
+
+
 def test_no_playbook_or_role_default_restates_a_roles_default() -> None:
     """`<role variable> | default(...)` in a playbook, or in another role's defaults, writes the
     role's default a second time."""
