@@ -70,5 +70,8 @@ def role_default(name: str, roles: Path = ROLES) -> Any:
 class LookupModule(LookupBase):
     def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
         # The builtin vars lookup templates the host's value the way this ansible-core does.
+        # The host's value first: a role's default is read only for a host without one, so a
+        # templated default refuses only the hosts that leave the variable unset.
         vars_lookup = lookup_loader.get("ansible.builtin.vars", loader=self._loader, templar=self._templar)
-        return [vars_lookup.run([t], variables or {}, default=role_default(t))[0] for t in terms]
+        variables = variables or {}
+        return [vars_lookup.run([t], variables)[0] if t in variables else role_default(t) for t in terms]

@@ -18,6 +18,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ("runtime", "compiler")
+# A path inside the repository: names of letters, digits, '_', '.', '-', none of them '.' or '..'
+# (a '..' would pack, and let the image copy, what lies outside it).
+PLAIN_PATH = re.compile(r"(?!\.\.?(/|$))[A-Za-z0-9_.-]+(/(?!\.\.?(/|$))[A-Za-z0-9_.-]+)*")
 
 
 def build_context(image: str) -> list[str]:
@@ -51,9 +54,16 @@ def test_the_context_list_is_plain_paths_that_exist(image: str) -> None:
     for rule in rules[1:]:
         assert rule.startswith("!") or rule in ("**/__pycache__", "**/*.pyc"), rule
     for path in build_context(image):
-        assert re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", path), f"{path!r} is not a plain path"
+        assert PLAIN_PATH.fullmatch(path), f"{path!r} is not a plain path"
         assert (ROOT / path).exists(), f"{image}: {path} is listed but missing"
     assert f"images/{image}" in build_context(image), "the build script needs the image's own folder"
+
+
+def test_a_plain_path_stays_in_the_repository() -> None:
+    inside = ("images/runtime", "sidecar_app", ".dockerignore", "a/..b/c..")
+    assert all(PLAIN_PATH.fullmatch(p) for p in inside)
+    outside = ("..", "../etc", "images/../../etc", "images/..", ".", "./images", "images/./x", "/etc", "a//b")
+    assert not any(PLAIN_PATH.fullmatch(p) for p in outside)
 
 
 @pytest.mark.parametrize("image", IMAGES)

@@ -456,8 +456,10 @@ def test_the_compiler_runs_without_network_or_privileges(tmp_path: Path, on_path
     docker_opts, compiler_args = argv[1:image], argv[image + 1 :]
     assert compiler_args == ["--onnx", "/in/m.onnx", "--privileged"]
     pairs = set(itertools.pairwise(docker_opts))
+    # --pull never: an image absent here is not fetched (a same-named one pushed to a registry
+    # would compile what is then collected and signed).
     assert {("--network", "none"), ("--cap-drop", "ALL"), ("--security-opt", "no-new-privileges"),
-            ("--tmpfs", "/tmp"), ("--user", "10001:10001")} <= pairs  # fmt: skip
+            ("--tmpfs", "/tmp"), ("--user", "10001:10001"), ("--pull", "never")} <= pairs  # fmt: skip
     assert {"--rm", "--read-only"} <= set(docker_opts)
     # Bind mounts with absolute paths (a relative one would name a volume); only /out writable.
     mounts = [docker_opts[i + 1] for i, opt in enumerate(docker_opts) if opt == "-v"]
@@ -478,6 +480,12 @@ def test_the_compiler_runs_as_the_images_user_unless_told(tmp_path: Path, on_pat
     (("img", "in", "missing"), {}, "OUT_DIR missing is not a folder"),
     (("img", "missing", "out"), {}, "IN_DIR missing is not a folder"),
     (("img", "in", "out"), {"RUN_USER": "root"}, "RUN_USER=root is not uid:gid"),
+    # Root in the container, by uid or by gid.
+    (("img", "in", "out"), {"RUN_USER": "0:0"}, "RUN_USER=0:0 is root's uid or gid"),
+    (("img", "in", "out"), {"RUN_USER": "10001:00"}, "RUN_USER=10001:00 is root's uid or gid"),
+    # An IMAGE docker would read as an option, the next argument becoming the image.
+    (("--privileged", "in", "out", "hailo-compiler:1"), {}, "IMAGE --privileged starts with '-'"),
+    (("-v=/etc/hailo-pipeline:/k", "in", "out", "img"), {}, "IMAGE -v=/etc/hailo-pipeline:/k starts with"),
 ])  # fmt: skip
 def test_bad_arguments_exit_2_before_docker_runs(
     tmp_path: Path, on_path: Any, args: tuple[str, ...], env: dict[str, str], says: str

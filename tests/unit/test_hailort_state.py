@@ -214,6 +214,28 @@ def test_the_reader_parses_hailortcli_and_modinfo_as_they_print(tmp_path: Path) 
     assert [p["check"] for p in problems(s)] == ["versions", "module version", "driver", "firmware"]
 
 
+def test_the_reader_runs_hailort_with_its_log_files_off(tmp_path: Path) -> None:
+    """The reader writes nothing: HailoRT's logger, unless HAILORT_LOGGER_PATH is "NONE", writes
+    hailort.log (as root) into the working folder and ~/.hailo/hailort (hailort's
+    libhailort/src/utils/hailort_logger.cpp, parse_log_path and get_main_log_path). Each tool that
+    loads libhailort, and the binding's python3 (-I: no PYTHON* variables or working folder on its
+    path), is run so; doubles on PATH write down what they were given."""
+    seen = tmp_path / "seen"
+    for tool, prints in (("hailortcli", "HailoRT-CLI version 4.23.0"), ("python3", "4.23.0")):
+        (tmp_path / tool).write_text(
+            f"#!/bin/sh\n# test double of {tool}: records its logger path and arguments\n"
+            f'echo "{tool} ${{HAILORT_LOGGER_PATH-unset}} $*" >>{seen}\necho "{prints}"\n'
+        )
+        (tmp_path / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "HAILORT_LOGGER_PATH": "/var/tmp"}
+    s = read("--device", "/dev/null", "--skip", "holders,dkms", env=env)
+    assert s["library"]["version"] == "4.23.0" and s["binding"]["version"] == "4.23.0"
+    lines = seen.read_text().splitlines()
+    assert sorted(line.split(" ", 3)[:3] for line in lines) == [
+        ["hailortcli", "NONE", "--version"], ["hailortcli", "NONE", "fw-control"], ["python3", "NONE", "-I"],
+    ]  # fmt: skip
+
+
 def test_the_reader_finds_the_processes_holding_the_node(tmp_path: Path) -> None:
     node = tmp_path / "hailo0"
     node.write_text("")

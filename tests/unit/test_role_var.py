@@ -51,9 +51,14 @@ def test_a_templated_default_or_an_unknown_name_fails_naming_it(tmp_path: Path) 
     assert run.returncode != 0 and "sidecar_stack_no_such_thing has no default" in run.stdout
 
 
-# A default built from another role's templated one (sidecar_stack_state_file is
-# "{{ sidecar_stack_dir }}/release.json"): role_var reads literal defaults only.
-TEMPLATED = {"roles/monitoring_agent/defaults/main.yml": {"sidecar_stack_state_file"}}
+def test_a_host_that_sets_a_variable_with_a_templated_default_gets_its_value(tmp_path: Path) -> None:
+    """The host's value wins before the role's default is read: a templated default refuses only
+    a host that leaves the variable unset ("set X instead" to a host that did set it)."""
+    state_file = {"sidecar_stack_state_file": "/srv/sidecar/release.json"}
+    run = _query(tmp_path, ["sidecar_stack_state_file"], state_file)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = json.loads(run.stdout[run.stdout.index("{") :])["plays"][0]["tasks"][0]["hosts"]["h"]["msg"]
+    assert json.loads(out) == ["/srv/sidecar/release.json"]
 
 
 def test_no_playbook_or_role_default_restates_a_roles_default() -> None:
@@ -65,7 +70,7 @@ def test_no_playbook_or_role_default_restates_a_roles_default() -> None:
         rel = str(path.relative_to(ROOT))
         for n, line in enumerate(path.read_text().splitlines(), 1):
             for name in re.findall(r"\b([a-z][a-z0-9_]*)\s*\|\s*default\(", line):
-                if name in ALL_DEFAULTS and name not in TEMPLATED.get(rel, set()):
+                if name in ALL_DEFAULTS:
                     found.append(f"{rel}:{n}: {name}")
     assert found == []
 
@@ -79,3 +84,32 @@ def test_what_the_playbooks_read_has_a_literal_default() -> None:
         assert name in ALL_DEFAULTS, name
         value = next(d[name] for d in DEFAULTS.values() if name in d)
         assert not (isinstance(value, str) and "{{" in value), f"{name}'s default is a template"
+
+
+def test_monitoring_agent_reads_the_release_file_of_the_hosts_stack_dir(tmp_path: Path) -> None:
+    """A host whose stack lives elsewhere: the collector reads that stack's release.json, as it
+    reads its desired.json (a restated '/opt/hailo-sidecar/release.json' made the drift alert fire)."""
+    (tmp_path / "hosts.json").write_text(json.dumps({"all": {"hosts": {"h": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "sidecar_stack_dir": "/srv/sidecar"}}}}))  # fmt: skip
+    (tmp_path / "play.yml").write_text("""
+- hosts: h
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: synchrony.hailo_pipeline.monitoring_agent
+        tasks_from: preflight
+        public: true
+    - ansible.builtin.debug:
+        msg: "{{ [monitoring_agent_release_file, monitoring_agent_desired_file] }}"
+""")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}  # fmt: skip
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
+    run = subprocess.run([playbook, "-i", "hosts.json", "play.yml"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = json.loads(run.stdout[run.stdout.index("{") :])
+    assert out["plays"][0]["tasks"][-1]["hosts"]["h"]["msg"] == ["/srv/sidecar/release.json",
+                                                                  "/srv/sidecar/desired.json"]  # fmt: skip

@@ -56,12 +56,17 @@ STATE = {"n": "not-installed", "c": "config-files", "H": "half-installed", "U": 
          "F": "half-configured", "W": "triggers-awaited", "t": "triggers-pending",
          "i": "installed"}  # fmt: skip
 CONTAINER_ID = re.compile(r"([0-9a-f]{64})")
+# HailoRT's logger writes hailort.log into its working folder and ~/.hailo/hailort unless the
+# path is "NONE" (libhailort/src/utils/hailort_logger.cpp, parse_log_path: unset means "."):
+# this reader writes nothing, so neither does a tool or the binding it runs.
+LOGGER_OFF = {"HAILORT_LOGGER_PATH": "NONE"}
 
 
 def run(argv: list[str]) -> tuple[int | None, str, str]:
     """(exit status, stdout, stderr); status None when the command is missing or timed out."""
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        env = {**os.environ, **LOGGER_OFF}
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env)
     except FileNotFoundError:
         return None, "", f"{argv[0]}: not found"
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -112,7 +117,8 @@ def binding() -> dict[str, object]:
     # python3-hailort's hailo_platform has __version__; the distribution's metadata otherwise.
     code = ("import importlib.metadata as m, hailo_platform as h; "
             "print(getattr(h, '__version__', None) or m.version('hailort'))")  # fmt: skip
-    _rc, out, err = run(["python3", "-c", code])
+    # -I: the system's python3 alone (no PYTHON* variables, user site or working folder on its path).
+    _rc, out, err = run(["python3", "-I", "-c", code])
     m = re.match(r"(\d+\.\d+\.\d+)", out.strip())
     return {"version": m.group(1) if m else None, "error": None if m else (last_line(err) or None)}
 
