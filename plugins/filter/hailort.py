@@ -72,8 +72,9 @@ def _parts(state: dict[str, Any], v: dict[str, Any], host: str) -> list[dict[str
     kernel, module = state.get("kernel"), _part(state, "module")
     dkms_installed = v["driver_package"] is not None
     out = []
-    if (not v["library"] or not v["binding"] or v["library"] != v["package"] or v["binding"] != v["library"]
-            or (dkms_installed and v["driver_package"] != v["library"])):  # fmt: skip
+    missing = not v["library"] or not v["binding"]
+    apart = v["library"] != v["package"] or v["binding"] != v["library"]
+    if missing or apart or (dkms_installed and v["driver_package"] != v["library"]):
         binding = v["binding"] or f"missing: {_part(state, 'binding').get('error') or ''}"
         driver = f", driver package (hailo-dkms) {v['driver_package']}" if dkms_installed else ""
         out.append({"check": "versions", "message": (
@@ -144,10 +145,11 @@ def _device(state: dict[str, Any], v: dict[str, Any], host: str, owner: str) -> 
     others = [h for h in state.get("holders") or [] if (h.get("container") or {}).get("project") != owner]
     if others:
         described = [_holder(h) for h in others]
+        who = ", ".join(d for d, _fix in described)
         out.append({"check": "holders", "message": (
-            f"{node} on {host} is held by {', '.join(d for d, _ in described)}: HailoRT gives the device to"
+            f"{node} on {host} is held by {who}: HailoRT gives the device to"
             " one process, so the sidecar would fail with status 74 (HAILO_OUT_OF_PHYSICAL_DEVICES). Stop it"
-            f" first: {'; '.join(f for _, f in described)}.")})  # fmt: skip
+            f" first: {'; '.join(f for _who, f in described)}.")})  # fmt: skip
     return out
 
 

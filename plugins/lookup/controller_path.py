@@ -11,14 +11,6 @@ tests/unit/test_controller_path.py runs it through ansible."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
-from ansible.errors import AnsibleError
-from ansible.plugins.loader import lookup_loader
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = """
 name: controller_path
 short_description: Where the roles read the images' sources and write their outputs on the controller
@@ -49,6 +41,14 @@ _raw:
   type: list
   elements: str
 """
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleError
+from ansible.plugins.loader import lookup_loader
+from ansible.plugins.lookup import LookupBase
 
 # This file is plugins/lookup/controller_path.py in the collection.
 COLLECTION_ROOT = Path(__file__).resolve().parents[2]

@@ -5,15 +5,6 @@ a second time next to a `| default(...)`. tests/unit/test_role_var.py runs it th
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-from typing import Any
-
-import yaml
-from ansible.errors import AnsibleError
-from ansible.plugins.loader import lookup_loader
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = """
 name: role_var
 short_description: A role's variable as the host has it, else the role's own default
@@ -41,6 +32,15 @@ _raw:
   description: One value per name.
   type: list
 """
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible.errors import AnsibleError
+from ansible.plugins.loader import lookup_loader
+from ansible.plugins.lookup import LookupBase
 
 # This file is plugins/lookup/role_var.py in the collection.
 ROLES = Path(__file__).resolve().parents[2] / "roles"

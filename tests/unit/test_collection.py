@@ -25,7 +25,9 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["versi
 FILES = {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.md",
          "CONTRIBUTING.md", "SECURITY.md", "pyproject.toml", "requirements", "requirements/constraints.txt",
          "meta", "meta/runtime.yml", "meta/execution-environment.yml", "ee", "ee/requirements.txt",
-         "ee/bindep.txt", "changelogs", "changelogs/changelog.yaml", "changelogs/config.yaml"}  # fmt: skip
+         "ee/bindep.txt", "changelogs", "changelogs/changelog.yaml", "changelogs/config.yaml",
+         "tests", "tests/sanity", "tests/sanity/ignore-2.17.txt", "tests/sanity/ignore-2.18.txt",
+         "tests/sanity/ignore-2.19.txt"}  # fmt: skip
 FOLDERS = ("docs", "playbooks", "roles", "plugins", "sidecar_app", "hef_compiler", "images")
 # What users run or the roles build from: must be there.
 REQUIRED = ["playbooks/gpusrv.yml", "playbooks/pi.yml", "playbooks/acceptance.yml",
