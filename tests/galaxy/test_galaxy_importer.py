@@ -1,7 +1,9 @@
 """galaxy-importer (the code galaxy.ansible.com and Automation Hub import uploads with) on the tarball,
 with Galaxy's configuration and a Hub-like one: the import succeeds with nothing to say (no
-warning, no error: ansible-lint's findings, a missing role README, ignore files and a missing
-changelog are all warnings or errors there), and what it found is the whole collection."""
+warning, no error: ansible-lint's findings, a missing role README and a missing changelog are all
+warnings or errors there) but the count of the shipped sanity ignore files' lines, which the
+importer reports for a reviewer to read (tests/sanity/ignore-2.X.txt: each says why), and what it
+found is the whole collection."""
 
 from __future__ import annotations
 
@@ -39,6 +41,13 @@ def test_the_import_passes_with_nothing_to_say(
     yaml_docs = [ln for ln in said if re.match(r"WARNING: plugins/filter/[a-z_]+\.yml:\d+:\d+: E999 ", ln)]
     assert (config == "hub") == bool(yaml_docs), "flake8 runs with the Hub-like configuration only"
     said = [ln for ln in said if ln not in yaml_docs]
+    # Each ignore file is reported with its count of lines, and nothing else is said of them.
+    sanity = ROOT / "tests" / "sanity"
+    ignores = {p.name: len(p.read_text().splitlines()) for p in sanity.glob("ignore-*.txt")}
+    told = r"WARNING: Ignore files skip ansible-test sanity tests, found (\S+) with (\d+) statement\(s\)"
+    reported = {m.group(1): int(m.group(2)) for ln in said if (m := re.fullmatch(told, ln))}
+    assert reported == ignores
+    said = [ln for ln in said if not ln.startswith("WARNING: Ignore files skip ansible-test sanity tests")]
     assert said == [], "\n".join(said)
 
     result = json.loads((tmp_path / "importer_result.json").read_text())
