@@ -120,6 +120,7 @@ def mitogen_connection() -> type:
     return Connection
 
 
-# The strategy is loaded before any connection: Mitogen's imports ansible_mitogen.strategy.
+# The strategy is loaded before any connection: Mitogen's imports ansible_mitogen.strategy. Chosen once
+# per process: a run sets its strategy for all its plays (stages.mitogen_env, ANSIBLE_STRATEGY).
 if "ansible_mitogen.strategy" in sys.modules:
     Connection = mitogen_connection()  # type: ignore[misc]
