@@ -30,7 +30,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stages import ROOT, VENV_BIN, Runner, env_with_venv, installed_collections_path, interruptible
+from stages import (
+    ROOT,
+    VENV_BIN,
+    Runner,
+    env_with_venv,
+    installed_collections_path,
+    interruptible,
+    lab_strategy_env,
+)
 
 LAB = ROOT / "build" / "lab"
 INVENTORY = "lab/inventory/hosts.yml"
@@ -51,8 +59,8 @@ def hosts(runner: Runner) -> None:
     LAB.mkdir(parents=True, exist_ok=True)
     _step(runner, "set-up (make setup)", ["bash", "lab/scripts/setup.sh"])
     _step(runner, "runtime image (make images)", ["make", "-s", "images"])
-    _step(runner, "lab hosts and scaffolding", [str(VENV_BIN / "ansible-playbook"), "lab/playbooks/up.yml",
-                                                "-i", INVENTORY], ansible=True)  # fmt: skip
+    scaffolding = [str(VENV_BIN / "ansible-playbook"), "lab/playbooks/up.yml", "-i", INVENTORY]
+    _step(runner, "lab hosts and scaffolding", scaffolding, env=lab_strategy_env(), ansible=True)
 
 
 def install_tarball(only: str | None) -> Path:
@@ -90,6 +98,8 @@ def up(runner: Runner, args: argparse.Namespace) -> int:
         hosts(runner)
     first = len(runner.results)
     playbook = str(VENV_BIN / "ansible-playbook")
+    # Read after the set-up above: on a fresh machine the venv (and Mitogen in it) comes from it.
+    env = {**lab_strategy_env(), **env}
     if args.only != "pi":
         # The stand-in runner contacts nothing: any token will do (production: the real one, from
         # the environment).

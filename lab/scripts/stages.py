@@ -83,6 +83,17 @@ def mitogen_env() -> dict[str, str]:
     return {"ANSIBLE_STRATEGY_PLUGINS": str(found[-1]), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
+def lab_strategy_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The strategy of the lab's Ansible runs (`make lab`, the test command's lab stages): Mitogen
+    for Ansible's when the venv has it (docs/scale.md: the same checks, a third less wall time), unless
+    ANSIBLE_STRATEGY is set already: `ANSIBLE_STRATEGY=linear make lab` runs Ansible's own."""
+    if "ANSIBLE_STRATEGY" in (base if base is not None else os.environ):
+        return {}
+    if not sorted(VENV_BIN.parent.glob("lib/python3*/site-packages/ansible_mitogen")):
+        return {}
+    return mitogen_env()
+
+
 def read_stats(path: Path) -> dict[str, dict[str, int]] | None:
     """host -> counts (ok, changed, failures, unreachable, skipped, rescued, ignored) of the run that
     wrote PATH; None when it wrote nothing (the run ended before its stats)."""

@@ -41,7 +41,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stages import ROOT, VENV_BIN, Runner, env_with_venv, interruptible
+from stages import ROOT, VENV_BIN, Runner, env_with_venv, interruptible, lab_strategy_env
 
 LAB = ROOT / "build" / "lab"
 LOGS = ROOT / "build" / "test-logs"
@@ -114,17 +114,19 @@ def lab(r: Runner) -> bool:
     # A cold lab: one left running is removed first.
     subprocess.run([*LAB_PY, "down"], cwd=ROOT, env=env_with_venv(), capture_output=True)
     (ROOT / "build" / "docker-exec-retries.log").unlink(missing_ok=True)
-    ok = r.stage("lab: bare hosts", [*LAB_PY, "hosts"]) and r.pytest(
-        "lab: bare hosts, check mode", "tests/lab/bare"
-    )
+    ok = r.stage("lab: bare hosts", [*LAB_PY, "hosts"])
+    # Every Ansible run of the lab's stages under Mitogen for Ansible's strategy (lab.py's too),
+    # read once the set-up above made the venv.
+    env = lab_strategy_env()
+    ok = ok and r.pytest("lab: bare hosts, check mode", "tests/lab/bare", env=env)
     if ok:
         ok = r.stage("lab: make lab (cold)", [*LAB_PY, "up", "--hosts-ready"])
     if ok:
         # Before the two sides: it reads both sides' hosts, which their tests break and repair.
         ok = infra(r)
-        ok = r.together(partial(gpusrv_side, r), partial(pi_side, r)) and ok
-        ok = r.pytest("lab: rollouts", "tests/lab/rollout") and ok
-        ok = r.pytest("lab: pull mode", "tests/lab/pull") and ok
+        ok = r.together(partial(gpusrv_side, r, env), partial(pi_side, r, env)) and ok
+        ok = r.pytest("lab: rollouts", "tests/lab/rollout", env=env) and ok
+        ok = r.pytest("lab: pull mode", "tests/lab/pull", env=env) and ok
     if not ok and (LAB / "logs").is_dir():
         kept = ROOT / "build" / "lab-logs"
         shutil.rmtree(kept, ignore_errors=True)
@@ -143,18 +145,19 @@ def drills(r: Runner) -> bool:
     """The fault drills on a lab left up after the rollout tests (not yet in everything()'s plan):
     those of one Pi, then those of the fleet (they need both Pis serving, as the one-Pi drills
     leave them)."""
-    ok = r.pytest("lab: drills, one Pi", *ONE_PI_DRILLS)
-    return r.pytest("lab: drills, the fleet", *FLEET_DRILLS) and ok
+    env = lab_strategy_env()
+    ok = r.pytest("lab: drills, one Pi", *ONE_PI_DRILLS, env=env)
+    return r.pytest("lab: drills, the fleet", *FLEET_DRILLS, env=env) and ok
 
 
-def gpusrv_side(r: Runner) -> bool:
-    ok = r.pytest("lab: GPUSrv checks", *GPUSRV_CHECKS)
+def gpusrv_side(r: Runner, env: dict[str, str]) -> bool:
+    ok = r.pytest("lab: GPUSrv checks", *GPUSRV_CHECKS, env=env)
     again = [*LAB_PY, "up", "--hosts-ready", "--expect-unchanged", "--installed", "--only", "gpusrv"]
     return r.stage("lab: gpusrv.yml again, installed tarball", again) and ok
 
 
-def pi_side(r: Runner) -> bool:
-    ok = r.pytest("lab: Pi checks", "tests/lab/converged", *(f"--ignore={m}" for m in GPUSRV_CHECKS))
+def pi_side(r: Runner, env: dict[str, str]) -> bool:
+    ok = r.pytest("lab: Pi checks", "tests/lab/converged", *(f"--ignore={m}" for m in GPUSRV_CHECKS), env=env)
     again = [*LAB_PY, "up", "--hosts-ready", "--expect-unchanged", "--installed", "--only", "pi"]
     return r.stage("lab: pi.yml again, installed tarball", again) and ok
 

@@ -251,3 +251,16 @@ def test_the_lab_tests_testinfra_hosts_retry_the_same_way(
     out = labplay.host("lab-x").run("echo ran-in-the-container")
     assert (out.rc, int((tmp_path / "calls").read_text())) == (rc, calls)
     assert ("ran-in-the-container" in out.stdout) == (rc == 0)
+
+
+def test_the_lab_runs_under_mitogen_unless_a_strategy_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make lab` and the test command's lab stages take Mitogen's strategy from the venv's own
+    ansible_mitogen (the plugin folder Mitogen's docs name); an operator's ANSIBLE_STRATEGY, even
+    Ansible's own `linear`, is left to win."""
+    env = stages.lab_strategy_env({})
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    assert stages.lab_strategy_env({"ANSIBLE_STRATEGY": "linear"}) == {}
+    # A venv without Mitogen (an older checkout's): Ansible's own strategy, not a failed run.
+    monkeypatch.setattr(stages, "VENV_BIN", Path("/nonexistent/.venv/bin"))
+    assert stages.lab_strategy_env({}) == {}
