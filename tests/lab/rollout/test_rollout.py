@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from labplay import (
     ALERTMANAGER,
     LAB,
     PIS,
+    ROOT,
     alert,
     api,
     firing,
@@ -34,6 +36,19 @@ def fleet(installed_playbooks):
     built = play("lab/playbooks/releases.yml")
     assert built.rc == 0, built.out[-3000:]
     return {name: host(name) for name in PIS}
+
+
+def seconds(duration: str) -> int:
+    """A Prometheus duration of one unit (15s, 2m, 1h) in seconds."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+def drift_delay() -> int:
+    """How long HailoFleetDrift may take at most once a host stops serving a release: the
+    monitoring role's gap (roles/monitoring/vars/main.yml) and the lab's drift `for:`."""
+    role = yaml.safe_load((ROOT / "roles" / "monitoring" / "vars" / "main.yml").read_text())
+    lab = yaml.safe_load((ROOT / "lab" / "inventory" / "group_vars" / "gpusrv.yml").read_text())
+    return seconds(role["_monitoring_gap"]) + seconds(lab["monitoring_for"]["drift"])
 
 
 def record(h) -> dict:
@@ -95,8 +110,13 @@ def test_failing_release_stops_at_the_canary_and_rolls_it_back(fleet, installed_
     # The fleet's monitoring: the canary must serve B (its desired.json, written before the
     # deploy) and serves lab-1: drift, against the release it was given (Alertmanager keeps it to
     # itself while HailoRolloutFailed says why). The other was never given B: no drift.
+    # The canary served B for a moment (swapped in, then its smoke failed): the rule's `unless ...
+    # last_over_time(hailo_sidecar_release_info[gap])` holds the drift back for the monitoring
+    # role's gap after B's last scrape, then the lab's `for:`. A fast rollout (under Mitogen the
+    # rollout of B takes about 35 s) leaves the test all of that to wait.
     drift = until(f"HailoFleetDrift firing for {canary}",
-                  lambda: firing("HailoFleetDrift", canary) and alert("HailoFleetDrift", canary))  # fmt: skip
+                  lambda: firing("HailoFleetDrift", canary) and alert("HailoFleetDrift", canary),
+                  drift_delay() + 60)  # fmt: skip
     assert (drift["labels"]["version"], drift["labels"]["config_version"]) == ("1.1.0", "lab-B")
     assert "serves imu-encoder 1.0.0 (config lab-1)" in drift["annotations"]["summary"]
     assert until(f"HailoRolloutFailed firing for {canary}", lambda: firing("HailoRolloutFailed", canary))
