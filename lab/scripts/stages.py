@@ -87,11 +87,13 @@ def lab_strategy_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """The strategy of the lab's Ansible runs (`make lab`, the test command's lab stages): Mitogen
     for Ansible's when the venv has it (docs/scale.md: the same checks, a third less wall time), unless
     ANSIBLE_STRATEGY is set already: `ANSIBLE_STRATEGY=linear make lab` runs Ansible's own."""
-    if "ANSIBLE_STRATEGY" in (base if base is not None else os.environ):
-        return {}
+    chosen = (base if base is not None else os.environ).get("ANSIBLE_STRATEGY", "")
     if not sorted(VENV_BIN.parent.glob("lib/python3*/site-packages/ansible_mitogen")):
         return {}
-    return mitogen_env()
+    if not chosen:  # unset, or set empty (which Ansible would refuse)
+        return mitogen_env()
+    # Another of Mitogen's strategies (mitogen_free, ...) needs its plugin folder too.
+    return {**mitogen_env(), "ANSIBLE_STRATEGY": chosen} if chosen.startswith("mitogen_") else {}
 
 
 def read_stats(path: Path) -> dict[str, dict[str, int]] | None:

@@ -1,8 +1,8 @@
 """ci_runner's removal resets the connection before userdel (Mitogen for Ansible keeps the runner
-account's interpreter alive). Ansible does not honour `when` on `meta: reset_connection`
-(ansible/plugins/strategy/__init__.py, _execute_meta: it warns and resets), so a `when` inherited
-from an import would reset every run's connection; the phase is included, where the `when` is the
-include's own."""
+account's interpreter alive) and tries userdel again while such a process is still ending.
+Ansible does not honour `when` on `meta: reset_connection` (ansible/plugins/strategy/__init__.py,
+_execute_meta: it warns and resets), so a `when` inherited from an import would reset every run's
+connection; the phase is included, where the `when` is the include's own."""
 
 from __future__ import annotations
 
@@ -43,41 +43,47 @@ def test_ansible_resets_under_a_false_when_only_through_an_import(
     assert ("does not support when conditional" in out) is resets, out
 
 
-def _wait_task(retries: int) -> dict:
-    """remove.yml's wait before userdel, with fewer and shorter retries for the test."""
+def _removal_task(retries: int) -> dict:
+    """remove.yml's account removal, with fewer retries for the test."""
     removes = yaml.safe_load((ROOT / "roles" / "ci_runner" / "tasks" / "remove.yml").read_text())
-    (task,) = [t for t in removes if t["name"] == "Wait for the account's processes to end"]
-    return {**task, "retries": retries, "delay": 0}
+    (task,) = [t for t in removes if t["name"] == "Remove the runner account"]
+    return {**task, "retries": retries}
 
 
-# Accounts by number (pgrep takes either), none of them in use on a test machine.
-@pytest.mark.parametrize(("user", "running", "fails"), [
-    ("hailo-no-such-account", False, False),  # a second run: the account is gone already
-    ("64998", False, False),                  # nothing runs as it: userdel may go on
-    ("64999", True, True),                    # a process outlives the retries: named, and stopped
+@pytest.mark.parametrize(("process_seconds", "retries", "fails"), [
+    (None, 2, False),  # nothing runs as the account
+    (3, 15, False),    # the interpreter a reset ends a moment later (Mitogen): waited for
+    (120, 2, True),    # a process that stays: userdel's own refusal, naming it
 ])  # fmt: skip
-def test_the_removal_waits_for_the_accounts_processes_with_real_pgrep(
-    tmp_path: Path, user: str, running: bool, fails: bool
+def test_the_account_removal_waits_out_what_userdel_refuses(
+    tmp_path: Path, process_seconds: int | None, retries: int, fails: bool
 ) -> None:
-    """Against procps' pgrep here (exit 1: no process; 2: an unknown account): userdel refuses an
-    account a process still runs as (shadow's userdel.c, user_busy), so the wait stops the run
-    while one is left, and lists it."""
-    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
-        "hosts": "localhost", "gather_facts": False, "vars": {"ci_runner_user": user},
-        "tasks": [_wait_task(retries=2)]}]))  # fmt: skip
-    sleeper = subprocess.Popen(["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
-                                "sleep", "60"]) if running else None  # fmt: skip
+    """Against this machine's shadow userdel (user_busy: a process of the account, in this root,
+    makes it refuse with "user ... is currently used by process N"), through Ansible's user module."""
+    user = f"hailo-rm-{os.getpid()}"
+    subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
+    sleeper = None
     try:
+        if process_seconds:
+            sleeper = subprocess.Popen(["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+                                        "sleep", str(process_seconds)])  # fmt: skip
+        (tmp_path / "play.yml").write_text(yaml.safe_dump([{
+            "hosts": "localhost", "gather_facts": False, "vars": {"ci_runner_user": user},
+            "tasks": [_removal_task(retries)]}]))  # fmt: skip
         playbook = str(Path(sys.executable).parent / "ansible-playbook")
         run = subprocess.run([playbook, "-i", "localhost,", "-c", "local", "play.yml",
                               "-e", f"ansible_python_interpreter={sys.executable}"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120,
                              env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"})  # fmt: skip
+        out = run.stdout + run.stderr
+        assert (run.returncode != 0) is fails, out
+        if fails:
+            assert f"user {user} is currently used by process {sleeper.pid}" in out, out
+        else:
+            assert subprocess.run(["getent", "passwd", user], capture_output=True).returncode == 2
     finally:
         if sleeper:
             sleeper.kill()
             sleeper.wait()
-    out = run.stdout + run.stderr
-    assert (run.returncode != 0) is fails, out
-    if fails:
-        assert "sleep 60" in out, out
+        subprocess.run(["userdel", user], capture_output=True)
+        subprocess.run(["groupdel", user], capture_output=True)

@@ -261,6 +261,10 @@ def test_the_lab_runs_under_mitogen_unless_a_strategy_is_set(monkeypatch: pytest
     assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
     assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
     assert stages.lab_strategy_env({"ANSIBLE_STRATEGY": "linear"}) == {}
+    # Set empty (a CI variable that expands to nothing): Ansible refuses an empty name; Mitogen's.
+    assert stages.lab_strategy_env({"ANSIBLE_STRATEGY": ""})["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    free = stages.lab_strategy_env({"ANSIBLE_STRATEGY": "mitogen_free"})
+    assert free["ANSIBLE_STRATEGY"] == "mitogen_free" and "ANSIBLE_STRATEGY_PLUGINS" in free
     # A venv without Mitogen (an older checkout's): Ansible's own strategy, not a failed run.
     monkeypatch.setattr(stages, "VENV_BIN", Path("/nonexistent/.venv/bin"))
     assert stages.lab_strategy_env({}) == {}

@@ -36,7 +36,11 @@ def _error_expression() -> str:
       "stdout": REASON + "\r\n", "stdout_lines": [REASON + "\r"], "msg": "non-zero return code"}, REASON),
     ({"msg": "Destination /opt/hailo-sidecar/models not writable: No space left on device"},
      "Destination /opt/hailo-sidecar/models not writable: No space left on device"),
-], ids=["no terminal", "a terminal (ssh -tt, Mitogen)", "a module's failure"])  # fmt: skip
+    ({"rc": 1, "stderr": "Connection to 10.0.4.17 closed.\r\n",
+      "stderr_lines": ["Connection to 10.0.4.17 closed.\r"], "stdout": REASON + "\r\n",
+      "stdout_lines": [REASON + "\r"], "msg": "non-zero return code"}, REASON),
+], ids=["no terminal", "a terminal (ssh -tt, Mitogen)", "a module's failure",
+        "ssh -tt, no shared connection"])  # fmt: skip
 def test_the_refusal_names_the_verifiers_reason(tmp_path: Path, result: dict, expected: str) -> None:
     (tmp_path / "play.yml").write_text(yaml.safe_dump([{
         "hosts": "localhost", "gather_facts": False,
