@@ -77,10 +77,16 @@ def mitogen_env() -> dict[str, str]:
     """Settings that run ansible-playbook under Mitogen for Ansible (the venv's `mitogen` package):
     its linear strategy, which keeps one Python interpreter per host for the whole run. Its SSH
     and docker connections take the place of Ansible's `ssh` and `docker` by those names."""
-    found = sorted(VENV_BIN.parent.glob("lib/python3*/site-packages/ansible_mitogen/plugins/strategy"))
-    if not found:
+    found = _mitogen_strategies()
+    if found is None:
         raise SystemExit(f"Mitogen for Ansible is not in {VENV_BIN.parent} (make setup installs it)")
-    return {"ANSIBLE_STRATEGY_PLUGINS": str(found[-1]), "ANSIBLE_STRATEGY": "mitogen_linear"}
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(found), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
+def _mitogen_strategies() -> Path | None:
+    """The venv's ansible_mitogen strategy folder (the one Mitogen's docs name), if it has one."""
+    found = sorted(VENV_BIN.parent.glob("lib/python3*/site-packages/ansible_mitogen/plugins/strategy"))
+    return found[-1] if found else None
 
 
 def lab_strategy_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -88,7 +94,7 @@ def lab_strategy_env(base: dict[str, str] | None = None) -> dict[str, str]:
     for Ansible's when the venv has it (docs/scale.md: the same checks, a third less wall time), unless
     ANSIBLE_STRATEGY is set already: `ANSIBLE_STRATEGY=linear make lab` runs Ansible's own."""
     chosen = (base if base is not None else os.environ).get("ANSIBLE_STRATEGY", "")
-    if not sorted(VENV_BIN.parent.glob("lib/python3*/site-packages/ansible_mitogen")):
+    if _mitogen_strategies() is None:
         return {}
     if not chosen:  # unset, or set empty (which Ansible would refuse)
         return mitogen_env()

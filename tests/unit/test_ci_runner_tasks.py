@@ -16,8 +16,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1].parent
 
 
+def _removes() -> list[dict]:
+    return yaml.safe_load((ROOT / "roles" / "ci_runner" / "tasks" / "remove.yml").read_text())
+
+
 def test_no_task_of_the_removal_becomes_the_runners_account() -> None:
-    removes = yaml.safe_load((ROOT / "roles" / "ci_runner" / "tasks" / "remove.yml").read_text())
+    removes = _removes()
     assert not [t["name"] for t in removes if "become_user" in t]
     (unregister,) = [t for t in removes if t["name"] == "Unregister the runner"]
     assert unregister["ansible.builtin.command"]["argv"].startswith(
@@ -27,14 +31,13 @@ def test_no_task_of_the_removal_becomes_the_runners_account() -> None:
 
 def _removal_task(retries: int) -> dict:
     """remove.yml's account removal, with fewer retries for the test."""
-    removes = yaml.safe_load((ROOT / "roles" / "ci_runner" / "tasks" / "remove.yml").read_text())
-    (task,) = [t for t in removes if t["name"] == "Remove the runner account"]
+    (task,) = [t for t in _removes() if t["name"] == "Remove the runner account"]
     return {**task, "retries": retries}
 
 
 @pytest.mark.parametrize(("process_seconds", "retries", "fails"), [
     (None, 2, False),  # nothing runs as the account
-    (3, 15, False),    # the interpreter a reset ends a moment later (Mitogen): waited for
+    (3, 15, False),    # a process that ends a moment later: waited for
     (120, 2, True),    # a process that stays: userdel's own refusal, naming it
 ])  # fmt: skip
 def test_the_account_removal_waits_out_what_userdel_refuses(
